@@ -1,0 +1,1 @@
+"""The memory driver: volumes held in process memory, for tests and benchmarks."""
