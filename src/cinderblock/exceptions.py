@@ -67,8 +67,7 @@ class MalformedRequestBody(Invalid):
 
 class InvalidMicroversion(Invalid):
     message_template = (
-        "API Version String %(version)s is of invalid format. Must be of format "
-        "MajorNum.MinorNum."
+        "API Version String %(version)s is of invalid format. Must be of format MajorNum.MinorNum."
     )
 
 

@@ -29,6 +29,7 @@ class VolumeStatus(StrEnum):
     DOWNLOADING = "downloading"
     UPLOADING = "uploading"
     RETYPING = "retyping"
+    REVERTING = "reverting"
     MANAGING = "managing"
     ERROR_MANAGING = "error_managing"
     ERROR_MANAGING_DELETING = "error_managing_deleting"
@@ -87,10 +88,15 @@ VOLUME_TRANSITIONAL = (
     VolumeStatus.MANAGING,
     VolumeStatus.ERROR_MANAGING_DELETING,
     VolumeStatus.UNMANAGING,
+    VolumeStatus.REVERTING,
 )
 
 SNAPSHOT_DELETABLE = (SnapshotStatus.AVAILABLE, SnapshotStatus.ERROR)
-SNAPSHOT_TRANSITIONAL = (SnapshotStatus.CREATING, SnapshotStatus.DELETING)
+SNAPSHOT_TRANSITIONAL = (
+    SnapshotStatus.CREATING,
+    SnapshotStatus.DELETING,
+    SnapshotStatus.RESTORING,
+)
 
 # Statuses os-reset_status accepts for volumes (Cinder's list, lower-case).
 VOLUME_RESETTABLE = tuple(

@@ -125,7 +125,9 @@ class ExportVD(abc.ABC):
     """Data-path half: export and connection (iSCSI, NBD, FC ...)."""
 
     @abc.abstractmethod
-    def create_export(self, volume: VolumeRef, connector: Connector | None) -> ModelUpdate | None: ...
+    def create_export(
+        self, volume: VolumeRef, connector: Connector | None
+    ) -> ModelUpdate | None: ...
 
     @abc.abstractmethod
     def ensure_export(self, volume: VolumeRef) -> ModelUpdate | None: ...
@@ -145,7 +147,9 @@ class ExportVD(abc.ABC):
 
 class ManageableVD(abc.ABC):
     @abc.abstractmethod
-    def manage_existing(self, volume: VolumeRef, existing_ref: dict[str, Any]) -> ModelUpdate | None: ...
+    def manage_existing(
+        self, volume: VolumeRef, existing_ref: dict[str, Any]
+    ) -> ModelUpdate | None: ...
 
     @abc.abstractmethod
     def manage_existing_get_size(self, volume: VolumeRef, existing_ref: dict[str, Any]) -> int: ...

@@ -1,0 +1,1 @@
+"""Handlers of the v3 API, one module per resource."""

@@ -1,0 +1,141 @@
+"""Settings: read once per process from a cinder.conf-style INI file and passed down.
+
+    [DEFAULT]
+    host = node1
+    enabled_backends = file-1
+    [database]
+    connection = sqlite:////var/lib/cinderblock/cinderblock.sqlite
+    [file-1]
+    volume_driver = file
+    volume_backend_name = file-1
+    file_volumes_dir = /var/lib/cinderblock/volumes
+
+The database URL may also come from the CINDERBLOCK_DATABASE_URL environment
+variable or the --database-url flag (flag > env > file).
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cinderblock.drivers.config import BackendConfig
+
+DATABASE_URL_ENV = "CINDERBLOCK_DATABASE_URL"
+CONFIG_ENV = "CINDERBLOCK_CONFIG"
+
+
+class ConfigError(ValueError):
+    """The configuration file is unusable; the message says which key and why."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = field(default_factory=socket.gethostname)
+    bind_host: str = "127.0.0.1"
+    bind_port: int = 8776
+    auth_strategy: str = "noauth"
+    # In noauth mode these user names get the admin role; everyone else is a member
+    # of the project named in the token.
+    noauth_admin_users: tuple[str, ...] = ("admin",)
+    storage_availability_zone: str = "nova"
+    default_volume_type: str = "__DEFAULT__"
+    osapi_max_limit: int = 1000
+    max_request_body_size: int = 114688
+    public_endpoint: str | None = None
+    state_path: str = "./var"
+    database_url: str = ""
+    message_ttl: int = 2592000
+    service_down_time: int = 60
+    report_interval: int = 10
+    rpc_workers: int = 16
+    rpc_call_timeout: float = 60.0
+    backends: tuple[BackendConfig, ...] = ()
+
+    def backend(self, name: str) -> BackendConfig:
+        for backend in self.backends:
+            if backend.name == name:
+                return backend
+        raise KeyError(name)
+
+
+def _getlist(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    database_url: str | None = None,
+    overrides: dict[str, str] | None = None,
+) -> Settings:
+    """Build settings from an INI file (optional), environment and explicit overrides."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="__none__")
+    path = path or os.environ.get(CONFIG_ENV)
+    if path:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            parser.read(path)
+        except configparser.Error as exc:
+            raise ConfigError(f"cannot parse {path}: {exc}") from exc
+    default = dict(parser["DEFAULT"]) if parser.has_section("DEFAULT") else {}
+    default.update(overrides or {})
+    database = dict(parser["database"]) if parser.has_section("database") else {}
+
+    def get_int(key: str, fallback: int) -> int:
+        raw = default.get(key)
+        if raw is None:
+            return fallback
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"[DEFAULT] {key} must be an integer, got {raw!r}") from exc
+
+    state_path = default.get("state_path", "./var")
+    url = (
+        database_url
+        or os.environ.get(DATABASE_URL_ENV)
+        or database.get("connection")
+        or f"sqlite:///{Path(state_path).absolute() / 'cinderblock.sqlite'}"
+    )
+    backends = []
+    for name in _getlist(default.get("enabled_backends", "")):
+        if not parser.has_section(name):
+            raise ConfigError(f"enabled_backends names [{name}] but the file has no such section")
+        section = dict(parser[name])
+        driver = section.get("volume_driver")
+        if not driver:
+            raise ConfigError(f"[{name}] volume_driver is required")
+        backends.append(
+            BackendConfig(
+                name=name,
+                volume_driver=driver,
+                volume_backend_name=section.get("volume_backend_name", name),
+                options=section,
+            )
+        )
+    auth = default.get("auth_strategy", "noauth")
+    if auth not in ("noauth",):
+        raise ConfigError(f"auth_strategy {auth!r} is not supported (use noauth)")
+    return Settings(
+        host=default.get("host") or socket.gethostname(),
+        bind_host=default.get("bind_host", "127.0.0.1"),
+        bind_port=get_int("bind_port", 8776),
+        auth_strategy=auth,
+        noauth_admin_users=tuple(_getlist(default.get("noauth_admin_users", "admin"))),
+        storage_availability_zone=default.get("storage_availability_zone", "nova"),
+        default_volume_type=default.get("default_volume_type", "__DEFAULT__"),
+        osapi_max_limit=get_int("osapi_max_limit", 1000),
+        max_request_body_size=get_int("max_request_body_size", 114688),
+        public_endpoint=default.get("public_endpoint") or None,
+        state_path=state_path,
+        database_url=url,
+        message_ttl=get_int("message_ttl", 2592000),
+        service_down_time=get_int("service_down_time", 60),
+        report_interval=get_int("report_interval", 10),
+        rpc_workers=get_int("rpc_workers", 16),
+        backends=tuple(backends),
+    )

@@ -1,0 +1,41 @@
+"""One Database object per process: engine, session factory, transactions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from cinderblock.db import migrate
+from cinderblock.db.engine import make_engine, make_session_factory
+from cinderblock.db.repo import types as types_repo
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = make_session_factory(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def upgrade(self) -> None:
+        migrate.upgrade(self.engine)
+
+    def ensure_default_type(self, name: str) -> None:
+        """The default volume type must exist, as Cinder's __DEFAULT__ does."""
+        try:
+            with self.session() as session:
+                if types_repo.get_by_name(session, name) is None:
+                    types_repo.create(session, name, "Default Volume Type", True, {})
+        except IntegrityError:
+            pass  # another process created it first
+
+    def dispose(self) -> None:
+        self.engine.dispose()

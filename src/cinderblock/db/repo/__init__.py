@@ -1,0 +1,1 @@
+"""Repositories: every SQL statement of the service lives in this package."""

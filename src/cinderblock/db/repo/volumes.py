@@ -1,0 +1,250 @@
+"""Volume rows: create, fetch, list, compare-and-swap status changes, metadata."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from cinderblock import exceptions as exc
+from cinderblock.db.models import (
+    Snapshot,
+    Volume,
+    VolumeAdminMetadata,
+    VolumeMetadata,
+    utcnow,
+)
+from cinderblock.db.query import ListParams, apply_sort_and_marker, normalise_sort
+
+SORT_COLUMNS: dict[str, Any] = {
+    "id": Volume.id,
+    "name": Volume.display_name,
+    "display_name": Volume.display_name,
+    "status": Volume.status,
+    "size": Volume.size,
+    "availability_zone": Volume.availability_zone,
+    "created_at": Volume.created_at,
+    "updated_at": Volume.updated_at,
+    "bootable": Volume.bootable,
+    "volume_type_id": Volume.volume_type_id,
+    "host": Volume.host,
+    "project_id": Volume.project_id,
+    "user_id": Volume.user_id,
+    "description": Volume.display_description,
+    "display_description": Volume.display_description,
+}
+
+# Filter keys (API names) and their columns; admins may use all of them.
+FILTER_COLUMNS: dict[str, Any] = {
+    **SORT_COLUMNS,
+    "migration_status": Volume.migration_status,
+    "group_id": Volume.group_id,
+    "consumes_quota": Volume.consumes_quota,
+    "attach_status": Volume.attach_status,
+    "snapshot_id": Volume.snapshot_id,
+    "source_volid": Volume.source_volid,
+    "multiattach": Volume.multiattach,
+    "cluster_name": Volume.cluster_name,
+    "provider_id": Volume.provider_id,
+}
+
+
+def create(session: Session, values: Mapping[str, Any], metadata: Mapping[str, str]) -> Volume:
+    volume = Volume(**values)
+    volume.volume_metadata = [VolumeMetadata(key=k, value=v) for k, v in metadata.items()]
+    volume.volume_admin_metadata = []
+    session.add(volume)
+    session.flush()
+    return volume
+
+
+def get(session: Session, volume_id: str, project_id: str | None = None) -> Volume:
+    stmt = select(Volume).where(Volume.id == volume_id)
+    if project_id is not None:
+        stmt = stmt.where(Volume.project_id == project_id)
+    volume = session.scalars(stmt).first()
+    if volume is None:
+        raise exc.VolumeNotFound(volume_id=volume_id)
+    return volume
+
+
+def get_many(session: Session, volume_ids: Iterable[str]) -> list[Volume]:
+    return list(session.scalars(select(Volume).where(Volume.id.in_(list(volume_ids)))))
+
+
+def list_(
+    session: Session, project_id: str | None, params: ListParams
+) -> tuple[list[Volume], int | None]:
+    stmt = select(Volume)
+    if project_id is not None:
+        stmt = stmt.where(Volume.project_id == project_id)
+    for key, value in params.filters.items():
+        column = FILTER_COLUMNS[key]
+        if isinstance(value, list | tuple | set):
+            stmt = stmt.where(column.in_(list(value)))
+        else:
+            stmt = stmt.where(column == value)
+    for key, value in params.like_filters.items():
+        stmt = stmt.where(FILTER_COLUMNS[key].contains(value, autoescape=True))
+    for key, op, when in params.time_filters:
+        stmt = stmt.where(_compare(FILTER_COLUMNS[key], op, when))
+    for key, value in params.metadata.items():
+        stmt = stmt.where(
+            exists().where(
+                VolumeMetadata.volume_id == Volume.id,
+                VolumeMetadata.key == key,
+                VolumeMetadata.value == value,
+            )
+        )
+    count = None
+    if params.with_count:
+        count = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    order = normalise_sort(params.sort_keys, params.sort_dirs, SORT_COLUMNS)
+    marker_row = None
+    if params.marker is not None:
+        marker_stmt = select(Volume).where(Volume.id == params.marker)
+        if project_id is not None:
+            marker_stmt = marker_stmt.where(Volume.project_id == project_id)
+        marker_row = session.scalars(marker_stmt).first()
+        if marker_row is None:
+            raise exc.NotFound(f"Marker {params.marker} could not be found.")
+    stmt = apply_sort_and_marker(stmt, order, marker_row)
+    if params.offset:
+        stmt = stmt.offset(params.offset)
+    if params.limit is not None:
+        stmt = stmt.limit(params.limit)
+    return list(session.scalars(stmt)), count
+
+
+def _compare(column: Any, op: str, when: Any) -> Any:
+    return {
+        "gt": column > when,
+        "gte": column >= when,
+        "lt": column < when,
+        "lte": column <= when,
+        "eq": column == when,
+        "neq": column != when,
+    }[op]
+
+
+def compare_and_swap(
+    session: Session,
+    volume_id: str,
+    expected: Mapping[str, Iterable[Any] | Any],
+    values: Mapping[str, Any],
+    *,
+    no_snapshots: bool = False,
+) -> bool:
+    """UPDATE the row only if it still matches `expected`; True if this call won."""
+    stmt = update(Volume).where(Volume.id == volume_id)
+    for key, allowed in expected.items():
+        column = getattr(Volume, key)
+        if isinstance(allowed, list | tuple | set | frozenset):
+            allowed = list(allowed)
+            if None in allowed:
+                allowed.remove(None)
+                stmt = stmt.where(column.in_(allowed) | column.is_(None))
+            else:
+                stmt = stmt.where(column.in_(allowed))
+        elif allowed is None:
+            stmt = stmt.where(column.is_(None))
+        else:
+            stmt = stmt.where(column == allowed)
+    if no_snapshots:
+        stmt = stmt.where(~exists().where(Snapshot.volume_id == Volume.id))
+    values = {"updated_at": utcnow(), **values}
+    result = session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def delete_row(session: Session, volume_id: str) -> None:
+    session.execute(delete(VolumeMetadata).where(VolumeMetadata.volume_id == volume_id))
+    session.execute(delete(VolumeAdminMetadata).where(VolumeAdminMetadata.volume_id == volume_id))
+    session.execute(delete(Volume).where(Volume.id == volume_id))
+
+
+def ids_on_host(session: Session, host_prefix: str, statuses: Iterable[str]) -> list[Volume]:
+    """Volumes owned by a backend (host@backend, any pool) in the given statuses."""
+    stmt = select(Volume).where(
+        (Volume.host == host_prefix) | Volume.host.startswith(host_prefix + "#", autoescape=True),
+        Volume.status.in_(list(statuses)),
+    )
+    return list(session.scalars(stmt))
+
+
+def all_on_host(session: Session, host_prefix: str) -> list[Volume]:
+    stmt = select(Volume).where(
+        (Volume.host == host_prefix) | Volume.host.startswith(host_prefix + "#", autoescape=True)
+    )
+    return list(session.scalars(stmt))
+
+
+def count_using_type(session: Session, type_id: str) -> int:
+    return (
+        session.scalar(
+            select(func.count()).select_from(Volume).where(Volume.volume_type_id == type_id)
+        )
+        or 0
+    )
+
+
+# --- metadata -----------------------------------------------------------------
+def metadata_of(volume: Volume) -> dict[str, str]:
+    return {m.key: m.value for m in volume.volume_metadata}
+
+
+def admin_metadata_of(volume: Volume) -> dict[str, str]:
+    return {m.key: m.value for m in volume.volume_admin_metadata}
+
+
+def set_metadata(
+    session: Session, volume: Volume, metadata: Mapping[str, str], *, replace: bool
+) -> dict[str, str]:
+    current = {m.key: m for m in volume.volume_metadata}
+    if replace:
+        for key, row in list(current.items()):
+            if key not in metadata:
+                volume.volume_metadata.remove(row)
+                session.delete(row)
+    for key, value in metadata.items():
+        if key in current:
+            current[key].value = value
+        else:
+            volume.volume_metadata.append(VolumeMetadata(key=key, value=value))
+    volume.updated_at = utcnow()
+    session.flush()
+    return metadata_of(volume)
+
+
+def delete_metadata_key(session: Session, volume: Volume, key: str) -> None:
+    for row in volume.volume_metadata:
+        if row.key == key:
+            volume.volume_metadata.remove(row)
+            session.delete(row)
+            volume.updated_at = utcnow()
+            session.flush()
+            return
+    raise exc.VolumeMetadataNotFound(volume_id=volume.id, key=key)
+
+
+def set_admin_metadata(session: Session, volume_id: str, items: Mapping[str, str]) -> None:
+    existing = {
+        row.key: row
+        for row in session.scalars(
+            select(VolumeAdminMetadata).where(VolumeAdminMetadata.volume_id == volume_id)
+        )
+    }
+    for key, value in items.items():
+        if key in existing:
+            existing[key].value = value
+        else:
+            session.add(VolumeAdminMetadata(volume_id=volume_id, key=key, value=value))
+    session.flush()
+
+
+def unplaced(session: Session, status: str) -> list[Volume]:
+    return list(
+        session.scalars(select(Volume).where(Volume.host.is_(None), Volume.status == status))
+    )

@@ -1,0 +1,1 @@
+"""Placement: which backend (host@backend#pool) gets a new volume."""

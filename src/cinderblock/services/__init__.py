@@ -1,0 +1,1 @@
+"""API-side logic: validate, start a transition (compare-and-swap), then send RPC."""

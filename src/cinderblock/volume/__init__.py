@@ -1,0 +1,1 @@
+"""Volume service: the manager (sole caller of drivers) and its RPC client."""

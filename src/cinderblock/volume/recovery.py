@@ -1,0 +1,101 @@
+"""Start-up recovery: nothing a crash interrupted stays in a transitional status.
+
+The backend is asked what really exists; work whose result is on the backend is
+finished, deletes are redone (they are idempotent), anything else goes to its
+error status with a user message. No user data is deleted here except by
+redoing a delete the user asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from cinderblock.context import RequestContext
+from cinderblock.db.repo import snapshots as snapshots_repo
+from cinderblock.db.repo import volumes as volumes_repo
+from cinderblock.drivers.base import SnapshotVD
+from cinderblock.services.messages import Action, Detail, Resource
+from cinderblock.states import (
+    SNAPSHOT_TRANSITIONAL,
+    VOLUME_TRANSITIONAL,
+    SnapshotStatus,
+    VolumeStatus,
+)
+from cinderblock.volume.refs import snapshot_ref, volume_ref
+
+if TYPE_CHECKING:
+    from cinderblock.volume.manager import VolumeManager
+
+LOG = logging.getLogger(__name__)
+
+# Interrupted work that cannot be proven complete: status it ends in, and why.
+_VOLUME_FAILED = {
+    VolumeStatus.EXTENDING: (VolumeStatus.ERROR_EXTENDING, Action.EXTEND_VOLUME),
+    VolumeStatus.MANAGING: (VolumeStatus.ERROR_MANAGING, Action.MANAGE_VOLUME),
+    VolumeStatus.UNMANAGING: (VolumeStatus.ERROR_UNMANAGING, Action.UNMANAGE_VOLUME),
+    VolumeStatus.REVERTING: (VolumeStatus.ERROR, Action.REVERT_VOLUME),
+}
+
+
+def recover_backend(manager: VolumeManager) -> None:
+    ctx = RequestContext.admin()
+    context = ctx.to_dict()
+    with manager.db.session() as session:
+        volumes = [
+            (v.id, v.status, v.project_id, volume_ref(v))
+            for v in volumes_repo.ids_on_host(session, manager.host, VOLUME_TRANSITIONAL)
+        ]
+        snapshots = []
+        for s in snapshots_repo.on_host(session, manager.host, SNAPSHOT_TRANSITIONAL):
+            parent = volumes_repo.get(session, s.volume_id)
+            snapshots.append((s.id, s.status, s.project_id, snapshot_ref(s, parent)))
+    for snapshot_id, status, project_id, sref in snapshots:
+        LOG.info("recovering snapshot %s from %s", snapshot_id, status)
+        if status == SnapshotStatus.DELETING:
+            manager.delete_snapshot(context, snapshot_id)
+        elif status == SnapshotStatus.CREATING:
+            done = isinstance(manager.driver, SnapshotVD) and manager.driver.snapshot_exists(sref)
+            to = SnapshotStatus.AVAILABLE if done else SnapshotStatus.ERROR
+            with manager.db.session() as session:
+                snapshots_repo.compare_and_swap(
+                    session,
+                    snapshot_id,
+                    {"status": status},
+                    {"status": to, "progress": "100%" if done else None},
+                )
+            if not done:
+                manager.messages.record(
+                    ctx,
+                    project_id,
+                    Resource.SNAPSHOT,
+                    snapshot_id,
+                    Action.CREATE_SNAPSHOT,
+                    Detail.INTERRUPTED,
+                )
+        elif status == SnapshotStatus.RESTORING:
+            with manager.db.session() as session:
+                snapshots_repo.compare_and_swap(
+                    session, snapshot_id, {"status": status}, {"status": SnapshotStatus.AVAILABLE}
+                )
+    for volume_id, status, project_id, ref in volumes:
+        LOG.info("recovering volume %s from %s", volume_id, status)
+        if status in (VolumeStatus.DELETING, VolumeStatus.ERROR_MANAGING_DELETING):
+            manager.delete_volume(context, volume_id, cascade=True)
+            continue
+        if status == VolumeStatus.CREATING:
+            # Drivers build new objects under a temporary name and rename at the end,
+            # so an object that exists is complete; otherwise the create is redone.
+            if not manager.driver.volume_exists(ref):
+                manager.create_volume(context, volume_id)
+                continue
+            to, done, action = VolumeStatus.AVAILABLE, True, Action.CREATE_VOLUME
+        else:
+            to, action = _VOLUME_FAILED[VolumeStatus(status)]
+            done = False
+        with manager.db.session() as session:
+            volumes_repo.compare_and_swap(session, volume_id, {"status": status}, {"status": to})
+        if not done:
+            manager.messages.record(
+                ctx, project_id, Resource.VOLUME, volume_id, action, Detail.INTERRUPTED
+            )
