@@ -193,7 +193,10 @@ class SnapshotIsBusy(DriverError):
 
 class ManageExistingInvalidReference(DriverError):
     code = 400
-    message_template = "Manage existing volume failed due to invalid backend reference %(existing_ref)s: %(reason)s"
+    message_template = (
+        "Manage existing volume failed due to invalid backend reference %(existing_ref)s: "
+        "%(reason)s"
+    )
 
 
 class ManageExistingVolumeTypeMismatch(DriverError):

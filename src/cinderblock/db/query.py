@@ -74,13 +74,16 @@ def apply_sort_and_marker(
 ) -> Select[Any]:
     """ORDER BY the keys and, after a marker row, keep only rows that sort later."""
     exprs = [_sortable(col) for col, _ in order]
-    stmt = stmt.order_by(*[e.asc() if d == "asc" else e.desc() for e, (_, d) in zip(exprs, order)])
+    directions = [d for _, d in order]
+    stmt = stmt.order_by(
+        *[e.asc() if d == "asc" else e.desc() for e, d in zip(exprs, directions, strict=True)]
+    )
     if marker_row is None:
         return stmt
     values = [getattr(marker_row, col.key) for col, _ in order]
-    values = [_marker_value(col, v) for (col, _), v in zip(order, values)]
+    values = [_marker_value(col, v) for (col, _), v in zip(order, values, strict=True)]
     clauses: list[ColumnElement[bool]] = []
-    for i, (expr, (_, direction)) in enumerate(zip(exprs, order)):
+    for i, (expr, (_, direction)) in enumerate(zip(exprs, order, strict=True)):
         equal_prefix = [exprs[j] == values[j] for j in range(i)]
         beyond = expr > values[i] if direction == "asc" else expr < values[i]
         clauses.append(and_(*equal_prefix, beyond))

@@ -42,10 +42,10 @@ class BaseVD(abc.ABC):
         return self.VERSION
 
     # --- lifecycle ---------------------------------------------------------
-    def do_setup(self) -> None:
+    def do_setup(self) -> None:  # noqa: B027 - optional hook
         """Prepare the backend (create directories, connect...). Called once at start."""
 
-    def check_for_setup_error(self) -> None:
+    def check_for_setup_error(self) -> None:  # noqa: B027 - optional hook
         """Raise if the backend cannot be used."""
 
     def set_initialized(self) -> None:

@@ -7,7 +7,7 @@ VOLUME_VOLUME_001_002. The text is what an operator can act on.
 from __future__ import annotations
 
 import logging
-from enum import Enum
+from enum import Enum, StrEnum
 
 from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
@@ -16,7 +16,7 @@ from cinderblock.db.repo import messages as messages_repo
 LOG = logging.getLogger(__name__)
 
 
-class Resource(str, Enum):
+class Resource(StrEnum):
     VOLUME = "VOLUME"
     SNAPSHOT = "VOLUME_SNAPSHOT"
 
