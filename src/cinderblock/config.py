@@ -139,3 +139,23 @@ def load_settings(
         rpc_workers=get_int("rpc_workers", 16),
         backends=tuple(backends),
     )
+
+
+def with_default_backend(settings: Settings) -> Settings:
+    """Embedded mode without a config file: one file backend under state_path."""
+    if settings.backends:
+        return settings
+    from dataclasses import replace
+
+    volumes = str(Path(settings.state_path).absolute() / "volumes")
+    backend = BackendConfig(
+        name="file",
+        volume_driver="file",
+        volume_backend_name="file",
+        options={
+            "volume_driver": "file",
+            "volume_backend_name": "file",
+            "file_volumes_dir": volumes,
+        },
+    )
+    return replace(settings, backends=(backend,))

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from cinderblock import __version__
-from cinderblock.config import ConfigError, load_settings
+from cinderblock.config import ConfigError, load_settings, with_default_backend
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -22,7 +22,12 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["bind_port"] = str(args.bind_port)
     settings = load_settings(args.config, args.database_url, overrides)
     if not settings.backends:
-        print("warning: no enabled_backends configured; volumes cannot be created", file=sys.stderr)
+        settings = with_default_backend(settings)
+        volumes_dir = settings.backends[0].options["file_volumes_dir"]
+        print(
+            f"no enabled_backends configured: using a file backend in {volumes_dir}",
+            file=sys.stderr,
+        )
     service = build(settings)
     try:
         uvicorn.run(
