@@ -154,6 +154,9 @@ def build_list_params(
             params.metadata.update(parse_metadata_filter(value))
         elif key in set(time_filters):
             params.time_filters.extend(parse_time_filter(key, value))
+        elif key == "bootable" and not req.at_least("3.2"):
+            # Before 3.2 anything but a false-like value meant true.
+            params.filters[key] = value.strip().lower() not in ("false", "0", "no", "off", "n", "f")
         elif key in set(bool_filters):
             params.filters[key] = to_bool_or_400(key, value)
         elif key in set(int_filters):

@@ -251,13 +251,18 @@ class VolumeService:
         self.delete(ctx, volume_id, cascade=False, force=True)
 
     # --- actions -----------------------------------------------------------------------
-    def extend(self, ctx: RequestContext, volume_id: str, new_size: int) -> None:
+    def extend(
+        self, ctx: RequestContext, volume_id: str, new_size: int, allow_in_use: bool = False
+    ) -> None:
+        allowed = [VolumeStatus.AVAILABLE]
+        if allow_in_use:
+            allowed.append(VolumeStatus.IN_USE)
         with self.db.session() as session:
             volume = self.get(session, ctx, volume_id)
-            if volume.status != VolumeStatus.AVAILABLE:
+            if volume.status not in allowed:
                 raise exc.InvalidVolume(
-                    reason=f"Volume status must be 'available' to extend, but current status "
-                    f"is: {volume.status}."
+                    reason=f"Volume status must be '{' or '.join(allowed)}' to extend, but "
+                    f"current status is: {volume.status}."
                 )
             if new_size <= volume.size:
                 raise exc.InvalidInput(
@@ -267,11 +272,11 @@ class VolumeService:
             won = volumes_repo.compare_and_swap(
                 session,
                 volume_id,
-                {"status": VolumeStatus.AVAILABLE, "size": volume.size},
-                {"status": VolumeStatus.EXTENDING, "previous_status": VolumeStatus.AVAILABLE},
+                {"status": volume.status, "size": volume.size},
+                {"status": VolumeStatus.EXTENDING, "previous_status": volume.status},
             )
             if not won:
-                raise exc.InvalidVolume(reason="Volume status must be 'available' to extend.")
+                raise exc.InvalidVolume(reason="Volume status changed while extending.")
             host = volume.host
         self.deps.transport.cast(
             volume_topic(backend_of(host or "")),

@@ -292,7 +292,9 @@ def action(req: ApiRequest, volume_id: str) -> Reply:
 
 def _extend(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Reply:
     validate(schemas.extend, body)
-    _service(req).extend(req.ctx, volume_id, int(body["os-extend"]["new_size"]))
+    _service(req).extend(
+        req.ctx, volume_id, int(body["os-extend"]["new_size"]), allow_in_use=req.at_least("3.42")
+    )
     return Reply(202)
 
 
