@@ -107,7 +107,7 @@ def stat_problem(st: os.stat_result) -> str | None:
 def detect_format(header: bytes) -> str:
     """Image format from the first bytes: 'raw' unless a known container magic matches."""
     if header.startswith(b"QFI\xfb"):
-        return "qcow2"
+        return "qcow" if header[4:8] == b"\x00\x00\x00\x01" else "qcow2"
     if header.startswith(b"QED\x00"):
         return "qed"
     if header.startswith(b"KDMV") or header.startswith(b"# Disk DescriptorFile"):
