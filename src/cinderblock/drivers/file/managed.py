@@ -21,12 +21,12 @@ class FileManageMixin(FileLayout):
 
     manage_rename: bool
 
-    def _inspect(self, name: str, existing_ref: Any, *, writable: bool, probe: bool) -> int:
+    def _inspect(self, name: str, existing_ref: Any, *, writable: bool) -> int:
         """Open a confined, raw file for managing; returns the open fd."""
         fd, _ = manage.open_confined(self.volumes_dir, name, existing_ref, writable=writable)
         try:
             fmt = manage.detect_format(manage.read_header(fd))
-            if fmt == "raw" and probe:
+            if fmt == "raw":
                 fmt = manage.qemu_img_format(fd) or "raw"
             problem = manage.format_problem(fmt)
             if problem:
@@ -47,9 +47,7 @@ class FileManageMixin(FileLayout):
 
     @translated("manage_existing_get_size")
     def manage_existing_get_size(self, volume: VolumeRef, existing_ref: dict[str, Any]) -> int:
-        fd = self._inspect(
-            self._volume_ref_name(existing_ref), existing_ref, writable=False, probe=False
-        )
+        fd = self._inspect(self._volume_ref_name(existing_ref), existing_ref, writable=False)
         try:
             return manage.ceil_gib(os.fstat(fd).st_size)
         finally:
@@ -61,7 +59,7 @@ class FileManageMixin(FileLayout):
     ) -> ModelUpdate | None:
         name = self._volume_ref_name(existing_ref)
         target = self._checked(volume.name, snapshot=False) if self.manage_rename else name
-        fd = self._inspect(name, existing_ref, writable=True, probe=True)
+        fd = self._inspect(name, existing_ref, writable=True)
         try:
             renames = self._family_renames(name, target) if target != name else []
             taken = [new for _, new in renames if os.path.lexists(self._path(new))]
@@ -175,7 +173,7 @@ class FileManageMixin(FileLayout):
         self, snapshot: SnapshotRef, existing_ref: dict[str, Any]
     ) -> int:
         name = self._snapshot_ref_name(snapshot, existing_ref)
-        fd = self._inspect(name, existing_ref, writable=False, probe=False)
+        fd = self._inspect(name, existing_ref, writable=False)
         try:
             return manage.ceil_gib(os.fstat(fd).st_size)
         finally:
@@ -190,7 +188,7 @@ class FileManageMixin(FileLayout):
         target = name
         if self.manage_rename:
             target = self._checked(f"{parent}{SEP}{snapshot.name}", snapshot=True)
-        fd = self._inspect(name, existing_ref, writable=True, probe=True)
+        fd = self._inspect(name, existing_ref, writable=True)
         try:
             if target != name and os.path.lexists(self._path(target)):
                 raise ManageExistingInvalidReference(
