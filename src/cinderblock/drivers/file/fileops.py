@@ -177,7 +177,7 @@ def _copy_range_rw(src_fd: int, dst_fd: int, offset: int, length: int, zero: byt
     while offset < end:
         chunk = os.pread(src_fd, min(COPY_CHUNK, end - offset), offset)
         if not chunk:
-            return  # source shrank underneath us; the final truncate fills with zeros
+            return  # source shrank underneath us; dst already has its full size
         # Written-out zero blocks stay holes in the copy.
         if chunk != zero[: len(chunk)]:
             view = memoryview(chunk)
@@ -204,11 +204,14 @@ def _copy_range_kernel(src_fd: int, dst_fd: int, offset: int, length: int) -> bo
 
 
 def sparse_copy(src_fd: int, dst_fd: int, size: int, *, kernel_copy: bool = True) -> None:
-    """Copy `size` bytes of src into dst preserving holes; dst ends exactly `size` long.
+    """Copy `size` bytes of src into the empty dst preserving holes; dst ends `size` long.
 
     kernel_copy=False uses plain read/write: copy_file_range may itself share
     extents on XFS/btrfs, which file_reflink=never is meant to avoid.
     """
+    # Size first: writes inside EOF do not trigger XFS speculative preallocation,
+    # which would otherwise turn holes after each extent into allocated space.
+    os.ftruncate(dst_fd, size)
     zero = bytes(COPY_CHUNK)
     use_kernel = kernel_copy
     for offset, length in data_extents(src_fd, size):
@@ -216,7 +219,6 @@ def sparse_copy(src_fd: int, dst_fd: int, size: int, *, kernel_copy: bool = True
             continue
         use_kernel = False
         _copy_range_rw(src_fd, dst_fd, offset, length, zero)
-    os.ftruncate(dst_fd, size)
 
 
 def copy_into(src_fd: int, dst_fd: int, *, use_reflink: bool, kernel_copy: bool) -> bool:
