@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import total_ordering
+from functools import lru_cache, total_ordering
 
 from cinderblock import exceptions as exc
 
@@ -35,7 +35,14 @@ class APIVersion:
         return f"{self.major}.{self.minor}"
 
     def at_least(self, text: str) -> bool:
-        return self >= APIVersion.parse(text)
+        other = _parsed(text)
+        return (self.major, self.minor) >= (other.major, other.minor)
+
+
+@lru_cache(maxsize=256)
+def _parsed(text: str) -> APIVersion:
+    """Versions named in code are parsed once (views ask for them per item)."""
+    return APIVersion.parse(text)
 
 
 MIN_VERSION = APIVersion(3, 0)

@@ -66,6 +66,14 @@ class VolumeService:
             project = params.filters.pop("project_id", None)
         return volumes_repo.list_(session, project, params)
 
+    def list_page(
+        self, session: Session, ctx: RequestContext, params: ListParams, all_tenants: bool
+    ) -> volumes_repo.VolumePage:
+        project = ctx.project_id
+        if all_tenants and ctx.is_admin:
+            project = params.filters.pop("project_id", None)
+        return volumes_repo.list_page(session, project, params)
+
     def resolve_type(self, session: Session, ident: str | None) -> VolumeType:
         if ident is None:
             default = types_repo.get_by_name(session, self.settings.default_volume_type)

@@ -77,16 +77,16 @@ def _list(req: ApiRequest, detailed: bool) -> Reply:
     if "description" in params.filters:
         params.filters["display_description"] = params.filters.pop("description")
     with req.deps.db.session() as session:
-        volumes, count = _service(req).list(session, req.ctx, params, all_tenants)
-        if detailed:
-            items = [views.detail(req, v) for v in volumes]
-        else:
-            items = [views.summary(req, v) for v in volumes]
+        page = _service(req).list_page(session, req.ctx, params, all_tenants)
+    if detailed:
+        items = views.page_details(req, page)
+    else:
+        items = [views.summary(req, row) for row in page.rows]
     body: dict[str, Any] = {"volumes": items}
-    if volumes and params.limit is not None and len(volumes) >= params.limit:
-        body["volumes_links"] = [{"rel": "next", "href": req.next_link(volumes[-1].id)}]
-    if count is not None:
-        body["count"] = count
+    if page.rows and params.limit is not None and len(page.rows) >= params.limit:
+        body["volumes_links"] = [{"rel": "next", "href": req.next_link(page.rows[-1].id)}]
+    if page.count is not None:
+        body["count"] = page.count
     return Reply(200, body)
 
 

@@ -35,8 +35,18 @@ def _type_name(volume: Volume) -> str:
     return vtype.name if vtype is not None else volume.volume_type_id
 
 
-def legacy(req: ApiRequest, volume: Volume) -> dict[str, Any]:
-    """The 3.0 detail body without the os-vol-* keys (create, update, manage)."""
+def legacy(
+    req: ApiRequest,
+    volume: Volume,
+    *,
+    metadata: dict[str, str] | None = None,
+    type_name: str | None = None,
+) -> dict[str, Any]:
+    """The 3.0 detail body without the os-vol-* keys (create, update, manage).
+
+    `volume` is an ORM object or a plain row of the volumes table; for rows the
+    caller passes the visible metadata and the type name it loaded in bulk.
+    """
     body: dict[str, Any] = {
         "id": volume.id,
         "status": volume_display_status(volume.status),
@@ -46,10 +56,10 @@ def legacy(req: ApiRequest, volume: Volume) -> dict[str, Any]:
         "updated_at": timestamp(volume.updated_at),
         "name": volume.display_name,
         "description": volume.display_description,
-        "volume_type": _type_name(volume),
+        "volume_type": type_name if type_name is not None else _type_name(volume),
         "snapshot_id": volume.snapshot_id,
         "source_volid": volume.source_volid,
-        "metadata": _metadata(volume),
+        "metadata": metadata if metadata is not None else _metadata(volume),
         "links": req.link("volumes", volume.id),
         "user_id": volume.user_id,
         "bootable": "true" if volume.bootable else "false",
@@ -64,9 +74,16 @@ def legacy(req: ApiRequest, volume: Volume) -> dict[str, Any]:
     return body
 
 
-def detail(req: ApiRequest, volume: Volume, *, extended: bool = True) -> dict[str, Any]:
+def detail(
+    req: ApiRequest,
+    volume: Volume,
+    *,
+    extended: bool = True,
+    metadata: dict[str, str] | None = None,
+    type_name: str | None = None,
+) -> dict[str, Any]:
     """Detail body for the request's microversion; `extended` adds os-vol-* keys."""
-    body = legacy(req, volume)
+    body = legacy(req, volume, metadata=metadata, type_name=type_name)
     admin = req.ctx.is_admin
     if req.at_least("3.13"):
         body["group_id"] = volume.group_id
@@ -93,6 +110,18 @@ def detail(req: ApiRequest, volume: Volume, *, extended: bool = True) -> dict[st
             body["os-vol-mig-status-attr:name_id"] = None
             body["os-vol-host-attr:host"] = volume.host
     return body
+
+
+def page_details(req: ApiRequest, page: volumes_repo.VolumePage) -> list[dict[str, Any]]:
+    items = []
+    for row in page.rows:
+        meta = dict(page.metadata.get(row.id, {}))
+        for key, value in page.admin_metadata.get(row.id, {}).items():
+            if key in _VISIBLE_ADMIN_KEYS:
+                meta[key] = value
+        type_name = page.type_names.get(row.volume_type_id, row.volume_type_id)
+        items.append(detail(req, row, metadata=meta, type_name=type_name))
+    return items
 
 
 def metadata_body(volume: Volume) -> dict[str, Any]:
