@@ -13,6 +13,7 @@ from starlette.routing import BaseRoute, Route
 
 from cinderblock.api.errors import fault_body
 from cinderblock.api.framework import endpoint, json_response
+from cinderblock.api.microversions import HEADER, APIVersion, negotiate
 from cinderblock.api.v3 import messages, misc, snapshots, types, volumes
 from cinderblock.context import new_request_id
 from cinderblock.services.common import ServiceDeps
@@ -71,7 +72,7 @@ def build_routes(deps: ServiceDeps, extra: list[RouteSpec] | None = None) -> lis
     routes: list[BaseRoute] = [
         Route("/", endpoint(misc.versions_root, deps, needs_auth=False), methods=["GET"]),
         Route("/v3/", endpoint(misc.versions_v3, deps, needs_auth=False), methods=["GET"]),
-        Route("/v3", lambda request: RedirectResponse("/v3/", status_code=302), methods=["GET"]),
+        Route("/v3", _redirect_to_v3, methods=["GET"]),
     ]
     for path, methods, handler, min_version in [*V3_ROUTES, *(extra or [])]:
         # Both URL forms are served at every version (3.67 only documents the short one).
@@ -88,13 +89,32 @@ def build_routes(deps: ServiceDeps, extra: list[RouteSpec] | None = None) -> lis
     return routes
 
 
+def _version_or_none(request: Request) -> APIVersion | None:
+    try:
+        return negotiate(request.headers.get(HEADER))
+    except Exception:
+        return None
+
+
+async def _redirect_to_v3(request: Request) -> Response:
+    url = request.url
+    response = RedirectResponse(f"{url.scheme}://{url.netloc}/v3/", status_code=302)
+    request_id = new_request_id()
+    response.headers["x-compute-request-id"] = request_id
+    response.headers["x-openstack-request-id"] = request_id
+    return response
+
+
 async def _http_error(request: Request, error: Exception) -> Response:
     status = error.status_code if isinstance(error, HTTPException) else 500
     message = {
         404: "The resource could not be found.",
         405: "The method is not allowed for this resource.",
     }.get(status, str(error))
-    return json_response(status, fault_body(status, message), None, new_request_id())
+    # Unknown routes answer like every other error: fault body, request ids, version headers.
+    return json_response(
+        status, fault_body(status, message), _version_or_none(request), new_request_id()
+    )
 
 
 def create_app(deps: ServiceDeps, extra_routes: list[RouteSpec] | None = None) -> Starlette:
