@@ -112,6 +112,8 @@ def build(settings: Settings, *, migrate: bool = True, start_ticker: bool = True
         manager.init_host()
         transport.serve(volume_topic(host), manager)
         embedded.managers[host] = manager
+    managers = embedded.managers
+    deps.capabilities_of = lambda host: managers[host].capabilities if host in managers else None
     transport.drain()  # the first stats reach the scheduler before requests do
     scheduler.recover()
     embedded.app = create_app(deps)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
+from cinderblock import exceptions as exc
 from cinderblock.config import Settings
 from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
@@ -19,6 +21,9 @@ class ServiceDeps:
     db: Database
     transport: Transport
     messages: MessageRecorder
+    # backend host (host@backend) -> capability names its driver implements, or None
+    # when the backend is unknown; lets the API refuse before any state changes.
+    capabilities_of: Callable[[str], frozenset[str] | None] = field(default=lambda _host: None)
 
 
 def scope(ctx: RequestContext) -> str | None:
@@ -29,3 +34,12 @@ def scope(ctx: RequestContext) -> str | None:
 def backend_of(host: str) -> str:
     """host@backend#pool -> host@backend."""
     return host.partition("#")[0]
+
+
+def require_capability(deps: ServiceDeps, host: str | None, capability: str, what: str) -> None:
+    """Refuse (400) an action the owning backend's driver does not implement."""
+    if host is None:
+        return
+    caps = deps.capabilities_of(backend_of(host))
+    if caps is not None and capability not in caps:
+        raise exc.InvalidVolume(reason=f"The volume's backend does not support {what}.")

@@ -15,7 +15,7 @@ from cinderblock.db.query import ListParams
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.scheduler.manager import volume_topic
-from cinderblock.services.common import ServiceDeps, backend_of, scope
+from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.services.policy import authorize
 from cinderblock.states import SNAPSHOT_DELETABLE, SnapshotStatus, VolumeStatus
 
@@ -53,6 +53,7 @@ class SnapshotService:
             allowed.append(VolumeStatus.IN_USE)
         with self.db.session() as session:
             volume = volumes_repo.get(session, volume_id, scope(ctx))
+            require_capability(self.deps, volume.host, "snapshot", "snapshots")
             # Touch the volume under the status condition: a concurrent delete (which
             # requires "no snapshots") and this insert cannot both win.
             if not volumes_repo.compare_and_swap(session, volume_id, {"status": allowed}, {}):

@@ -18,7 +18,7 @@ from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import types as types_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.scheduler.manager import SCHEDULER_TOPIC, volume_topic
-from cinderblock.services.common import ServiceDeps, backend_of, scope
+from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.services.policy import authorize
 from cinderblock.states import (
     SNAPSHOT_DELETABLE,
@@ -101,6 +101,7 @@ class VolumeService:
                         reason="Originating snapshot status must be one of 'available' values"
                     )
                 parent = volumes_repo.get(session, snapshot.volume_id)
+                require_capability(self.deps, parent.host, "snapshot", "volumes from snapshots")
                 source_type, required_backend = parent.volume_type, parent.host
                 zone = zone or parent.availability_zone
                 if size is None:
@@ -117,6 +118,7 @@ class VolumeService:
                         reason="Unable to clone volumes that are in an error state or are "
                         f"not available; the status is {source.status}."
                     )
+                require_capability(self.deps, source.host, "clone", "cloning volumes")
                 source_type, required_backend = source.volume_type, source.host
                 zone = zone or source.availability_zone
                 if size is None:
@@ -267,6 +269,7 @@ class VolumeService:
             allowed.append(VolumeStatus.IN_USE)
         with self.db.session() as session:
             volume = self.get(session, ctx, volume_id)
+            require_capability(self.deps, volume.host, "extend", "extending volumes")
             if volume.status not in allowed:
                 raise exc.InvalidVolume(
                     reason=f"Volume status must be '{' or '.join(allowed)}' to extend, but "
@@ -327,6 +330,7 @@ class VolumeService:
         with self.db.session() as session:
             volume = self.get(session, ctx, volume_id)
             snapshot = snapshots_repo.get(session, snapshot_id, scope(ctx))
+            require_capability(self.deps, volume.host, "revert", "reverting to snapshots")
             latest = snapshots_repo.latest_of_volume(session, volume_id)
             if snapshot.volume_id != volume_id or latest is None or latest.id != snapshot_id:
                 raise exc.InvalidInput(
