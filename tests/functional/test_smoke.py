@@ -6,8 +6,15 @@ from conftest import Api, RunningService
 
 
 def test_volume_lifecycle_on_file_backend(api: Api, cinder: RunningService) -> None:
-    resp = api.post("/types", {"volume_type": {"name": f"files-{api.project[:8]}",
-                                               "extra_specs": {"volume_backend_name": "files"}}})
+    resp = api.post(
+        "/types",
+        {
+            "volume_type": {
+                "name": f"files-{api.project[:8]}",
+                "extra_specs": {"volume_backend_name": "files"},
+            }
+        },
+    )
     assert resp.status_code == 200, resp.text
     type_name = resp.json()["volume_type"]["name"]
     volume = api.create_volume(size=1, volume_type=type_name, name="v1")
@@ -25,13 +32,15 @@ def test_volume_lifecycle_on_file_backend(api: Api, cinder: RunningService) -> N
     clone = api.create_volume(snapshot_id=snap_id, size=2)
     clone_path = cinder.volumes_dir / f"volume-{clone['id']}"
     assert clone_path.stat().st_size == 2 * 1024**3
-    assert clone_path.read_bytes()[:11] == b"hello world"
+    with open(clone_path, "rb") as f:
+        assert f.read(11) == b"hello world"
     resp = api.post(f"/volumes/{volume['id']}/action", {"os-extend": {"new_size": 3}})
     assert resp.status_code == 202, resp.text
     api.wait_volume(volume["id"])
     assert api.get(f"/volumes/{volume['id']}").json()["volume"]["size"] == 3
     assert path.stat().st_size == 3 * 1024**3
-    assert path.read_bytes()[:11] == b"HELLO world"
+    with open(path, "rb") as f:
+        assert f.read(11) == b"HELLO world"
     resp = api.delete(f"/volumes/{volume['id']}")
     assert resp.status_code == 400
     assert "have snapshots" in resp.json()["badRequest"]["message"]
