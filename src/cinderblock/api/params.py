@@ -147,7 +147,9 @@ def build_list_params(
             continue
         if key.endswith("~"):
             if not req.at_least("3.34") or base not in set(like_filters):
-                invalid.append(key)
+                # Not a known filter: a 400 from 3.31, silently dropped before (as above).
+                if req.at_least("3.31"):
+                    invalid.append(key)
                 continue
             params.like_filters[base] = value
         elif key == "metadata":
