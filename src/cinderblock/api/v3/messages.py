@@ -11,6 +11,8 @@ from cinderblock.db.models import Message
 from cinderblock.db.repo import messages as messages_repo
 from cinderblock.services.common import scope
 
+USER_FILTERS = ("resource_uuid", "resource_type", "event_id", "request_id", "message_level")
+
 
 def _view(req: ApiRequest, message: Message) -> dict[str, Any]:
     return {
@@ -30,7 +32,7 @@ def _view(req: ApiRequest, message: Message) -> dict[str, Any]:
 def index(req: ApiRequest) -> Reply:
     params, _ = build_list_params(
         req,
-        user_filters=("resource_uuid", "resource_type", "event_id", "request_id", "message_level"),
+        user_filters=USER_FILTERS,
         admin_filters=(),
     )
     if not req.at_least("3.5"):

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from cinderblock.api.framework import ApiRequest, Reply
 from cinderblock.api.microversions import MAX_VERSION, MIN_VERSION, UPDATED
+from cinderblock.api.v3 import messages, snapshots, volumes
 from cinderblock.db.models import Snapshot, Volume
 from cinderblock.services.volumes import VolumeService
 
@@ -90,21 +91,9 @@ def availability_zones(req: ApiRequest) -> Reply:
 
 
 RESOURCE_FILTERS = {
-    "volume": [
-        "name",
-        "status",
-        "metadata",
-        "bootable",
-        "migration_status",
-        "availability_zone",
-        "group_id",
-        "size",
-        "created_at",
-        "updated_at",
-        "consumes_quota",
-    ],
-    "snapshot": ["name", "status", "volume_id", "metadata", "availability_zone", "consumes_quota"],
-    "message": ["resource_uuid", "resource_type", "event_id", "request_id", "message_level"],
+    "volume": list(volumes.USER_FILTERS),
+    "snapshot": list(snapshots.USER_FILTERS),
+    "message": list(messages.USER_FILTERS),
 }
 
 
