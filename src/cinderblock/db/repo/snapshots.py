@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from cinderblock import exceptions as exc
 from cinderblock.db.models import Snapshot, SnapshotMetadata, Volume, utcnow
 from cinderblock.db.query import ListParams, apply_sort_and_marker, normalise_sort
+from cinderblock.db.repo import keyvalue
 
 SORT_COLUMNS: dict[str, Any] = {
     "id": Snapshot.id,
@@ -158,28 +159,16 @@ def metadata_of(snapshot: Snapshot) -> dict[str, str]:
 def set_metadata(
     session: Session, snapshot: Snapshot, metadata: Mapping[str, str], *, replace: bool
 ) -> dict[str, str]:
-    current = {m.key: m for m in snapshot.snapshot_metadata}
-    if replace:
-        for key, row in list(current.items()):
-            if key not in metadata:
-                snapshot.snapshot_metadata.remove(row)
-                session.delete(row)
-    for key, value in metadata.items():
-        if key in current:
-            current[key].value = value
-        else:
-            snapshot.snapshot_metadata.append(SnapshotMetadata(key=key, value=value))
-    snapshot.updated_at = utcnow()
-    session.flush()
-    return metadata_of(snapshot)
+    return keyvalue.set_items(
+        session,
+        snapshot,
+        snapshot.snapshot_metadata,
+        lambda k, v: SnapshotMetadata(key=k, value=v),
+        metadata,
+        replace=replace,
+    )
 
 
 def delete_metadata_key(session: Session, snapshot: Snapshot, key: str) -> None:
-    for row in snapshot.snapshot_metadata:
-        if row.key == key:
-            snapshot.snapshot_metadata.remove(row)
-            session.delete(row)
-            snapshot.updated_at = utcnow()
-            session.flush()
-            return
-    raise exc.SnapshotMetadataNotFound(snapshot_id=snapshot.id, key=key)
+    if not keyvalue.delete_item(session, snapshot, snapshot.snapshot_metadata, key):
+        raise exc.SnapshotMetadataNotFound(snapshot_id=snapshot.id, key=key)

@@ -19,6 +19,7 @@ from cinderblock.db.models import (
     utcnow,
 )
 from cinderblock.db.query import ListParams, apply_sort_and_marker, normalise_sort
+from cinderblock.db.repo import keyvalue
 
 SORT_COLUMNS: dict[str, Any] = {
     "id": Volume.id,
@@ -263,31 +264,19 @@ def admin_metadata_of(volume: Volume) -> dict[str, str]:
 def set_metadata(
     session: Session, volume: Volume, metadata: Mapping[str, str], *, replace: bool
 ) -> dict[str, str]:
-    current = {m.key: m for m in volume.volume_metadata}
-    if replace:
-        for key, row in list(current.items()):
-            if key not in metadata:
-                volume.volume_metadata.remove(row)
-                session.delete(row)
-    for key, value in metadata.items():
-        if key in current:
-            current[key].value = value
-        else:
-            volume.volume_metadata.append(VolumeMetadata(key=key, value=value))
-    volume.updated_at = utcnow()
-    session.flush()
-    return metadata_of(volume)
+    return keyvalue.set_items(
+        session,
+        volume,
+        volume.volume_metadata,
+        lambda k, v: VolumeMetadata(key=k, value=v),
+        metadata,
+        replace=replace,
+    )
 
 
 def delete_metadata_key(session: Session, volume: Volume, key: str) -> None:
-    for row in volume.volume_metadata:
-        if row.key == key:
-            volume.volume_metadata.remove(row)
-            session.delete(row)
-            volume.updated_at = utcnow()
-            session.flush()
-            return
-    raise exc.VolumeMetadataNotFound(volume_id=volume.id, key=key)
+    if not keyvalue.delete_item(session, volume, volume.volume_metadata, key):
+        raise exc.VolumeMetadataNotFound(volume_id=volume.id, key=key)
 
 
 def set_admin_metadata(session: Session, volume_id: str, items: Mapping[str, str]) -> None:
