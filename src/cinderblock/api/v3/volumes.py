@@ -284,7 +284,8 @@ def action(req: ApiRequest, volume_id: str) -> Reply:
         raise exc.Invalid(f"There is no such action: {name}")
     min_version = _ACTION_MIN_VERSION.get(name)
     if min_version and not req.at_least(min_version):
-        raise exc.Invalid(f"There is no such action: {name}")
+        # Like a method missing at this version: Cinder's generic 404.
+        raise exc.ResourceNotFound()
     with req.deps.db.session() as session:
         _service(req).get(session, req.ctx, volume_id)  # 404 before anything else
     return handler(req, volume_id, body)
