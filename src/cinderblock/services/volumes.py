@@ -135,6 +135,9 @@ class VolumeService:
                     volume_type = types_repo.get_by_name_or_id(session, req.volume_type)
                 except exc.VolumeTypeNotFoundByName as err:
                     raise exc.VolumeTypeNotFound(volume_type_id=req.volume_type) from err
+                if not volume_type.is_public and not ctx.is_admin:
+                    # Private types are invisible to members (no type-access grants yet).
+                    raise exc.VolumeTypeNotFound(volume_type_id=req.volume_type)
                 if source_type is not None and not _types_compatible(volume_type, source_type):
                     raise exc.InvalidInput(
                         reason="Invalid volume_type provided: the type must be on the same "
