@@ -90,7 +90,14 @@ def list_ids(
     session: Session, project_id: str | None, params: ListParams
 ) -> tuple[list[str], int | None]:
     """Ids of the matching page in order, and the total count when asked."""
-    stmt = select(Volume.id)
+    stmt, count = _page_statement(session, select(Volume.id), project_id, params)
+    return list(session.scalars(stmt)), count
+
+
+def _page_statement(
+    session: Session, stmt: Any, project_id: str | None, params: ListParams
+) -> tuple[Any, int | None]:
+    """Filter, sort and page `stmt` (a select over volumes); also count when asked."""
     if project_id is not None:
         stmt = stmt.where(Volume.project_id == project_id)
     for key, value in params.filters.items():
@@ -128,7 +135,7 @@ def list_ids(
         stmt = stmt.offset(params.offset)
     if params.limit is not None:
         stmt = stmt.limit(params.limit)
-    return list(session.scalars(stmt)), count
+    return stmt, count
 
 
 @dataclass(slots=True)
@@ -143,15 +150,13 @@ class VolumePage:
 
 
 def list_page(session: Session, project_id: str | None, params: ListParams) -> VolumePage:
-    ids, count = list_ids(session, project_id, params)
-    table = Volume.__table__
-    rows_by_id = {}
+    stmt, count = _page_statement(session, select(Volume.__table__), project_id, params)
+    rows = list(session.execute(stmt))
     metadata: dict[str, dict[str, str]] = {}
     admin: dict[str, dict[str, str]] = {}
-    for chunk_start in range(0, len(ids), 500):
-        chunk = ids[chunk_start : chunk_start + 500]
-        for row in session.execute(select(table).where(table.c.id.in_(chunk))):
-            rows_by_id[row.id] = row
+    ids = [row.id for row in rows]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
         for vid, key, value in session.execute(
             select(VolumeMetadata.volume_id, VolumeMetadata.key, VolumeMetadata.value).where(
                 VolumeMetadata.volume_id.in_(chunk)
@@ -164,19 +169,11 @@ def list_page(session: Session, project_id: str | None, params: ListParams) -> V
             ).where(VolumeAdminMetadata.volume_id.in_(chunk))
         ):
             admin.setdefault(vid, {})[key] = value
-    rows = [rows_by_id[i] for i in ids if i in rows_by_id]
     type_ids = {row.volume_type_id for row in rows}
-    type_names = (
-        dict(
-            session.execute(
-                select(VolumeType.id, VolumeType.name).where(VolumeType.id.in_(type_ids))
-            )
-            .tuples()
-            .all()
-        )
-        if type_ids
-        else {}
-    )
+    type_names: dict[str, str] = {}
+    if type_ids:
+        query = select(VolumeType.id, VolumeType.name).where(VolumeType.id.in_(type_ids))
+        type_names = {type_id: name for type_id, name in session.execute(query)}
     return VolumePage(rows, metadata, admin, type_names, count)
 
 
