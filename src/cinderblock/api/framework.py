@@ -55,9 +55,13 @@ class ApiRequest:
         if not self.raw_body:
             raise exc.MalformedRequestBody()
         try:
-            return orjson.loads(self.raw_body)
+            body = orjson.loads(self.raw_body)
         except orjson.JSONDecodeError as err:
             raise exc.MalformedRequestBody() from err
+        if b"u0000" in self.raw_body and _has_nul(body):
+            # No column can hold NUL (PostgreSQL refuses it outright): refuse it here.
+            raise exc.InvalidInput(reason="Strings must not contain NUL characters.")
+        return body
 
     def optional_body(self) -> Any:
         return self.body() if self.raw_body.strip() else None
@@ -91,6 +95,21 @@ class ApiRequest:
         base = self.deps.settings.public_endpoint
         prefix = base.rstrip("/") if base else f"{url.scheme}://{url.netloc}"
         return f"{prefix}{url.path}?{query}"
+
+
+def _has_nul(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _quote(value: str) -> str:
@@ -183,6 +202,10 @@ def endpoint(
             project = params.pop("project_id", None)
             if project is not None and not PROJECT_RE.match(project):
                 raise exc.ResourceNotFound()
+            if any("\x00" in value for value in params.values()):
+                raise exc.ResourceNotFound()  # no id or key contains NUL
+            if any("\x00" in k + v for k, v in request.query_params.multi_items()):
+                raise exc.InvalidInput(reason="Query parameters must not contain NUL characters.")
             if needs_auth:
                 ctx = authenticate(request, deps, request_id)
             else:

@@ -9,7 +9,7 @@ from typing import Any
 
 from cinderblock import exceptions as exc
 from cinderblock.api.framework import ApiRequest
-from cinderblock.api.validation import to_bool
+from cinderblock.api.validation import DB_MAX_INT, to_bool
 from cinderblock.db.query import ListParams
 
 PAGING_KEYS = {"limit", "offset", "marker", "sort", "sort_key", "sort_dir", "with_count"}
@@ -163,9 +163,12 @@ def build_list_params(
             params.filters[key] = to_bool_or_400(key, value)
         elif key in set(int_filters):
             try:
-                params.filters[key] = int(value)
+                number = int(value)
             except ValueError as err:
                 raise exc.InvalidInput(reason=f"{key}={value}") from err
+            if not 0 <= number <= DB_MAX_INT:  # beyond the column: no match, not a DB error
+                raise exc.InvalidInput(reason=f"{key}={value}")
+            params.filters[key] = number
         else:
             params.filters[key] = value
     if invalid:

@@ -154,7 +154,7 @@ def create(req: ApiRequest) -> Reply:
         raise exc.InvalidInput(reason="group_id is not supported by this service yet.")
     size = vol.get("size")
     request = CreateRequest(
-        size=int(size) if size is not None else None,
+        size=validation.size_value("size", size) if size is not None else None,
         name=validation.strip_name(vol.get("name", vol.get("display_name"))),
         description=validation.strip_name(vol.get("description", vol.get("display_description"))),
         volume_type=vol.get("volume_type"),
@@ -163,8 +163,6 @@ def create(req: ApiRequest) -> Reply:
         snapshot_id=vol.get("snapshot_id"),
         source_volid=vol.get("source_volid"),
     )
-    if request.size is not None and request.size < 1:
-        raise exc.InvalidInput(reason="Volume size must be a positive integer.")
     volume = _service(req).create(req.ctx, request)
     return Reply(202, {"volume": views.detail(req, volume, extended=False)})
 
@@ -294,7 +292,10 @@ def action(req: ApiRequest, volume_id: str) -> Reply:
 def _extend(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Reply:
     validate(schemas.extend, body)
     _service(req).extend(
-        req.ctx, volume_id, int(body["os-extend"]["new_size"]), allow_in_use=req.at_least("3.42")
+        req.ctx,
+        volume_id,
+        validation.size_value("new_size", body["os-extend"]["new_size"]),
+        allow_in_use=req.at_least("3.42"),
     )
     return Reply(202)
 
