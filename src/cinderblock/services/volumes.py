@@ -207,6 +207,8 @@ class VolumeService:
         if force:
             authorize(ctx, "volume:force_delete")
         with self.db.session() as session:
+            # Serialise with snapshot creation on this volume (it takes the same row lock).
+            volumes_repo.lock(session, volume_id)
             volume = self.get(session, ctx, volume_id)
             expected: dict[str, Any] = {
                 "attach_status": [s for s in AttachStatus if s != AttachStatus.ATTACHED],

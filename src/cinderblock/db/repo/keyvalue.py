@@ -5,9 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cinderblock.db.models import utcnow
+
+
+def lock_owner(session: Session, owner: Any, collection: str) -> None:
+    """Serialise writers of one owner's rows: lock the owner's row, then re-read the rows
+    whoever held the lock before us committed. Without it two writers of a new key both
+    insert it and one dies on the unique constraint (PostgreSQL/MariaDB; SQLite already
+    runs one write transaction at a time)."""
+    cls = type(owner)
+    session.execute(select(cls.id).where(cls.id == owner.id).with_for_update())
+    session.refresh(owner, [collection])
 
 
 def set_items(

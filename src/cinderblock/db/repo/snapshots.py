@@ -159,6 +159,7 @@ def metadata_of(snapshot: Snapshot) -> dict[str, str]:
 def set_metadata(
     session: Session, snapshot: Snapshot, metadata: Mapping[str, str], *, replace: bool
 ) -> dict[str, str]:
+    keyvalue.lock_owner(session, snapshot, "snapshot_metadata")
     return keyvalue.set_items(
         session,
         snapshot,
@@ -170,5 +171,6 @@ def set_metadata(
 
 
 def delete_metadata_key(session: Session, snapshot: Snapshot, key: str) -> None:
+    keyvalue.lock_owner(session, snapshot, "snapshot_metadata")
     if not keyvalue.delete_item(session, snapshot, snapshot.snapshot_metadata, key):
         raise exc.SnapshotMetadataNotFound(snapshot_id=snapshot.id, key=key)

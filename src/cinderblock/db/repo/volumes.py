@@ -73,6 +73,13 @@ def get(session: Session, volume_id: str, project_id: str | None = None) -> Volu
     return volume
 
 
+def lock(session: Session, volume_id: str) -> None:
+    """Hold the volume's row until the transaction ends. Statements after this one see what
+    earlier holders committed (e.g. a snapshot inserted under the same row lock), which a
+    NOT EXISTS inside an UPDATE that merely waited for the lock does not on PostgreSQL."""
+    session.execute(select(Volume.id).where(Volume.id == volume_id).with_for_update())
+
+
 def get_many(session: Session, volume_ids: Iterable[str]) -> list[Volume]:
     return list(session.scalars(select(Volume).where(Volume.id.in_(list(volume_ids)))))
 
@@ -261,6 +268,7 @@ def admin_metadata_of(volume: Volume) -> dict[str, str]:
 def set_metadata(
     session: Session, volume: Volume, metadata: Mapping[str, str], *, replace: bool
 ) -> dict[str, str]:
+    keyvalue.lock_owner(session, volume, "volume_metadata")
     return keyvalue.set_items(
         session,
         volume,
@@ -272,6 +280,7 @@ def set_metadata(
 
 
 def delete_metadata_key(session: Session, volume: Volume, key: str) -> None:
+    keyvalue.lock_owner(session, volume, "volume_metadata")
     if not keyvalue.delete_item(session, volume, volume.volume_metadata, key):
         raise exc.VolumeMetadataNotFound(volume_id=volume.id, key=key)
 
