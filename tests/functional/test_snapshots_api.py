@@ -374,3 +374,22 @@ def test_snapshot_unknown_action(api: Api) -> None:
     sid = snapshot(api, volume["id"])["id"]
     assert_fault(api.post(f"/snapshots/{sid}/action", {"os-nope": {}}), 400)
     assert_fault(api.post(f"/snapshots/{UNKNOWN_ID}/action", {"os-force_delete": {}}), 404)
+
+
+@pytest.mark.parametrize("sort", ["status:asc", "size:desc", "name:asc", "volume_id:asc"])
+def test_snapshot_paging_over_ties(api: Api, sort: str) -> None:
+    small, big = mem_volume(api, size=1), mem_volume(api, size=2)
+    made = [
+        snapshot(api, v["id"], **({"name": "n"} if i % 2 else {}))
+        for i, v in enumerate([small, small, big, big, small])
+    ]
+    full = [s["id"] for s in api.get(f"/snapshots?sort={sort}").json()["snapshots"]]
+    assert sorted(full) == sorted(s["id"] for s in made)
+    seen: list[str] = []
+    url: str | None = api.url(f"/snapshots?sort={sort}&limit=2")
+    while url:
+        body = api.client.get(url, headers=api.headers()).json()
+        seen.extend(s["id"] for s in body["snapshots"])
+        url = body["snapshots_links"][0]["href"] if body.get("snapshots_links") else None
+        assert len(seen) <= len(made) + 2
+    assert seen == full

@@ -273,3 +273,24 @@ def test_unicode_type_names(api: Api) -> None:
 def test_backend_type_helper_is_pinned(api: Api) -> None:
     # The helper types other modules rely on really pin their backend.
     assert backend_type(api, "mem")["extra_specs"] == {"volume_backend_name": "mem"}
+
+
+def test_type_paging_on_a_boolean_key(api: Api) -> None:
+    _create(api, **{"os-volume-type-access:is_public": False})
+    _create(api)
+    everything = api.get("/types?is_public=none&sort=is_public:asc").json()["volume_types"]
+    seen: list[str] = []
+    marker = None
+    while True:
+        query = "?is_public=none&sort=is_public:asc&limit=2" + (
+            f"&marker={marker}" if marker else ""
+        )
+        resp = api.get(f"/types{query}")
+        assert resp.status_code == 200, resp.text
+        page = resp.json()["volume_types"]
+        if not page:
+            break
+        seen.extend(t["id"] for t in page)
+        marker = page[-1]["id"]
+        assert len(seen) <= len(everything)
+    assert seen == [t["id"] for t in everything]

@@ -82,6 +82,11 @@ def apply_sort_and_marker(
         return stmt
     values = [getattr(marker_row, col.key) for col, _ in order]
     values = [_marker_value(col, v) for (col, _), v in zip(order, values, strict=True)]
+    # Bound parameters, not Python True/False: SQLAlchemy refuses `column < True`.
+    values = [
+        literal(v, col.type) if isinstance(v, bool) else v
+        for (col, _), v in zip(order, values, strict=True)
+    ]
     clauses: list[ColumnElement[bool]] = []
     for i, (expr, (_, direction)) in enumerate(zip(exprs, order, strict=True)):
         equal_prefix = [exprs[j] == values[j] for j in range(i)]
