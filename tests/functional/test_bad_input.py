@@ -358,7 +358,7 @@ def test_nul_characters_are_400(api: Api, nothing_created: None) -> None:
         ("GET", "/volumes/detail/extra"),
         ("POST", "/volumes/detail"),
         ("GET", "/backups"),
-        ("GET", "/manageable_volumes"),
+        ("GET", "/group_types"),
         ("DELETE", "/volumes"),
     ],
 )

@@ -191,3 +191,14 @@ class Service(Base):
     report_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class ManageClaim(Base):
+    """A backend object some manage request is adopting right now (one winner)."""
+
+    __tablename__ = "manage_claims"
+
+    backend_host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(36), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)

@@ -20,6 +20,7 @@ from cinderblock.drivers.refs import (
     SnapshotRef,
     VolumeRef,
 )
+from cinderblock.exceptions import ManageExistingVolumeTypeMismatch
 
 
 class BaseVD(abc.ABC):
@@ -70,6 +71,33 @@ class BaseVD(abc.ABC):
 
     def get_pool(self, volume: VolumeRef) -> str:
         return self.backend_name
+
+    def check_type_compatible(self, volume: VolumeRef) -> None:
+        """Raise ManageExistingVolumeTypeMismatch when volume's type asks what we lack.
+
+        Checks `volume_backend_name` and `capabilities:<key>` extra specs against
+        this backend's stats; drivers with richer rules override it.
+        """
+        specs = volume.extra_specs
+        wanted = specs.get("volume_backend_name")
+        if wanted and wanted != self.backend_name:
+            raise ManageExistingVolumeTypeMismatch(
+                reason=f"the volume type wants backend {wanted!r}, this is {self.backend_name!r}"
+            )
+        stats = self.get_volume_stats()
+        pools = stats.get("pools") or [{}]
+        caps = {**{k: v for k, v in stats.items() if k != "pools"}, **pools[0]}
+        for key, value in specs.items():
+            if not key.startswith("capabilities:"):
+                continue
+            name = key.partition(":")[2]
+            have = caps.get(name)
+            expected = value.removeprefix("<is>").strip() if value.startswith("<is>") else value
+            if have is None or str(have).lower() != expected.lower():
+                raise ManageExistingVolumeTypeMismatch(
+                    reason=f"the volume type requires {name}={expected}; the backend has "
+                    f"{name}={have}"
+                )
 
     # --- filter / goodness (scheduler) --------------------------------------
     def get_default_filter_function(self) -> str | None:

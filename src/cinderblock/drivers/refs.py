@@ -53,6 +53,8 @@ class ModelUpdate(TypedDict, total=False):
     provider_id: str | None
     provider_auth: str | None
     size: int
+    # Facts the service keeps for the operator (e.g. a managed file's original size).
+    admin_metadata: dict[str, str]
 
 
 class ManageableEntry(TypedDict, total=False):

@@ -32,6 +32,7 @@ from cinderblock.drivers.base import (
 from cinderblock.drivers.refs import ModelUpdate
 from cinderblock.services.messages import Action, Detail, MessageRecorder, Resource
 from cinderblock.states import SnapshotStatus, VolumeStatus
+from cinderblock.volume.manage import ManageOps
 from cinderblock.volume.recovery import recover_backend
 from cinderblock.volume.refs import snapshot_ref, volume_ref
 
@@ -56,7 +57,7 @@ def _detail_for(error: Exception) -> tuple[Detail, str | None]:
     return Detail.UNKNOWN_ERROR, None
 
 
-class VolumeManager:
+class VolumeManager(ManageOps):
     """Owns one backend (`host@backend`) and its driver."""
 
     def __init__(

@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from cinderblock.context import RequestContext
+from cinderblock.db.repo import claims as claims_repo
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.drivers.base import SnapshotVD
@@ -95,6 +96,7 @@ def recover_backend(manager: VolumeManager) -> None:
             done = False
         with manager.db.session() as session:
             volumes_repo.compare_and_swap(session, volume_id, {"status": status}, {"status": to})
+            claims_repo.release(session, volume_id)
         if not done:
             manager.messages.record(
                 ctx, project_id, Resource.VOLUME, volume_id, action, Detail.INTERRUPTED

@@ -8,11 +8,13 @@ from cinderblock import exceptions as exc
 from cinderblock.api import validation
 from cinderblock.api.framework import ApiRequest, Reply
 from cinderblock.api.params import build_list_params
+from cinderblock.api.schemas import manage as manage_schemas
 from cinderblock.api.schemas import snapshots as schemas
 from cinderblock.api.schemas import volumes as volume_schemas
 from cinderblock.api.validation import validate
 from cinderblock.api.views import snapshots as views
 from cinderblock.db.repo import snapshots as snapshots_repo
+from cinderblock.services.manage import ManageService
 from cinderblock.services.snapshots import SnapshotService
 from cinderblock.states import SNAPSHOT_RESETTABLE
 
@@ -190,5 +192,9 @@ def action(req: ApiRequest, snapshot_id: str) -> Reply:
     if name == "os-force_delete":
         validate(schemas.force_delete, body)
         _service(req).force_delete(req.ctx, snapshot_id)
+        return Reply(202)
+    if name == "os-unmanage":
+        validate(manage_schemas.unmanage, body)
+        ManageService(req.deps).unmanage_snapshot(req.ctx, snapshot_id)
         return Reply(202)
     raise exc.Invalid(f"There is no such action: {name}")

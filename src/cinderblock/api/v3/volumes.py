@@ -11,10 +11,12 @@ from cinderblock import exceptions as exc
 from cinderblock.api import validation
 from cinderblock.api.framework import ApiRequest, Reply
 from cinderblock.api.params import build_list_params
+from cinderblock.api.schemas import manage as manage_schemas
 from cinderblock.api.schemas import volumes as schemas
 from cinderblock.api.validation import validate
 from cinderblock.api.views import volumes as views
 from cinderblock.db.repo import volumes as volumes_repo
+from cinderblock.services.manage import ManageService
 from cinderblock.services.volumes import CreateRequest, VolumeService
 from cinderblock.states import MIGRATION_STATUSES, VOLUME_RESETTABLE, AttachStatus
 
@@ -338,7 +340,14 @@ def _revert(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Reply:
     return Reply(202)
 
 
+def _unmanage(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Reply:
+    validate(manage_schemas.unmanage, body)
+    ManageService(req.deps).unmanage_volume(req.ctx, volume_id)
+    return Reply(202)
+
+
 _ACTIONS = {
+    "os-unmanage": _unmanage,
     "os-extend": _extend,
     "os-reset_status": _reset_status,
     "os-force_delete": _force_delete,
