@@ -6,7 +6,14 @@ import re
 import uuid
 
 import pytest
-from cbhelpers import UNKNOWN_ID, assert_fault, assert_request_ids, files_in
+from cbhelpers import (
+    UNKNOWN_ID,
+    assert_fault,
+    assert_request_ids,
+    file_volume,
+    files_in,
+    snapshot,
+)
 
 from conftest import Api, RunningService
 
@@ -164,3 +171,39 @@ def test_unknown_message_is_404(api: Api) -> None:
 
 def test_unknown_message_filter_is_400_for_members(member_api: Api) -> None:
     assert_fault(member_api.get("/messages?colour=red", version="3.31"), 400)
+
+
+def test_backend_failure_on_clone_leaves_error_and_message(
+    api: Api, cinder: RunningService
+) -> None:
+    source = file_volume(api)
+    snap = snapshot(api, source["id"])
+    snap_files = [p for p in cinder.volumes_dir.iterdir() if snap["id"] in p.name]
+    assert len(snap_files) == 1
+    snap_files[0].unlink()  # the backend object disappears behind our back
+    resp = api.post("/volumes", {"volume": {"snapshot_id": snap["id"], "name": "doomed"}})
+    assert resp.status_code == 202, resp.text
+    volume = api.wait_volume(resp.json()["volume"]["id"], statuses=("error",))
+    assert volume["status"] == "error"
+    assert not (cinder.volumes_dir / f"volume-{volume['id']}").exists()
+    messages = _messages(api, f"?resource_uuid={volume['id']}")
+    assert len(messages) == 1
+    assert messages[0]["user_message"].startswith("create volume from source: ")
+    assert messages[0]["resource_type"] == "VOLUME"
+    assert messages[0]["request_id"] == assert_request_ids(resp)
+
+
+def test_backend_failure_on_extend_leaves_error_extending_and_message(
+    api: Api, cinder: RunningService
+) -> None:
+    volume = file_volume(api)
+    (cinder.volumes_dir / f"volume-{volume['id']}").unlink()
+    resp = api.post(f"/volumes/{volume['id']}/action", {"os-extend": {"new_size": 2}})
+    assert resp.status_code == 202
+    failed = api.wait_volume(volume["id"], statuses=("error_extending",))
+    assert failed["size"] == 1
+    messages = _messages(api, f"?resource_uuid={volume['id']}")
+    assert [m["user_message"].split(":")[0] for m in messages] == ["extend volume"]
+    # error_extending volumes may be deleted.
+    assert api.delete(f"/volumes/{volume['id']}").status_code == 202
+    api.wait_gone(f"/volumes/{volume['id']}")
