@@ -15,7 +15,8 @@ from cinderblock.context import RequestContext
 from cinderblock.db.repo import claims as claims_repo
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
-from cinderblock.drivers.base import SnapshotVD
+from cinderblock.drivers.base import ManageableVD, SnapshotVD
+from cinderblock.drivers.refs import VolumeRef
 from cinderblock.services.messages import Action, Detail, Resource
 from cinderblock.states import (
     SNAPSHOT_TRANSITIONAL,
@@ -91,6 +92,8 @@ def recover_backend(manager: VolumeManager) -> None:
                 manager.create_volume(context, volume_id)
                 continue
             to, done, action = VolumeStatus.AVAILABLE, True, Action.CREATE_VOLUME
+        elif status == VolumeStatus.MANAGING and _finish_manage(manager, volume_id, ref):
+            continue
         else:
             to, action = _VOLUME_FAILED[VolumeStatus(status)]
             done = False
@@ -101,3 +104,28 @@ def recover_backend(manager: VolumeManager) -> None:
             manager.messages.record(
                 ctx, project_id, Resource.VOLUME, volume_id, action, Detail.INTERRUPTED
             )
+
+
+def _finish_manage(manager: VolumeManager, volume_id: str, ref: VolumeRef) -> bool:
+    """A manage cut short after the driver adopted the object: complete it.
+
+    Marking it error_managing instead would be dangerous: deleting that volume
+    would delete the adopted data.
+    """
+    driver = manager.driver
+    if not isinstance(driver, ManageableVD) or not driver.volume_exists(ref):
+        return False
+    try:
+        size = int(driver.manage_existing_get_size(ref, {"source-name": ref.name}))
+    except Exception:
+        LOG.exception("could not size the adopted object of volume %s", volume_id)
+        return False
+    with manager.db.session() as session:
+        volumes_repo.compare_and_swap(
+            session,
+            volume_id,
+            {"status": VolumeStatus.MANAGING},
+            {"status": VolumeStatus.AVAILABLE, "size": size, "provider_location": ref.name},
+        )
+        claims_repo.release(session, volume_id)
+    return True
