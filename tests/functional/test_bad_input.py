@@ -419,3 +419,70 @@ def test_request_ids_on_refusals(api: Api) -> None:
         api.get("/volumes?limit=-1"),
     ):
         assert_request_ids(resp)
+
+
+# --- a sweep: odd bodies to every writable route ------------------------------------------
+ODD_BODIES = [
+    None,
+    {},
+    [],
+    "text",
+    0,
+    {"x": None},
+    {"volume": "x"},
+    {"snapshot": []},
+    {"metadata": None},
+    {"meta": None},
+    {"volume_type": {"name": None}},
+    {"extra_specs": []},
+    {"os-extend": None},
+    {"os-extend": {"new_size": None}},
+    {"os-reset_status": None},
+    {"os-reset_status": {"status": None}},
+    {"os-force_delete": None},
+    {"revert": None},
+    {"revert": {"snapshot_id": None}},
+    {"os-reset_status": {"status": "error"}, "os-force_delete": {}},
+]
+
+
+def test_odd_bodies_never_500(api: Api, cinder: RunningService) -> None:
+    volume = mem_volume(api, metadata={"k": "v"})
+    snap_resp = api.post("/snapshots", {"snapshot": {"volume_id": volume["id"]}})
+    snap = api.wait_snapshot(snap_resp.json()["snapshot"]["id"])
+    type_resp = api.post("/types", {"volume_type": {"name": f"sweep-{api.project[:8]}"}})
+    vtype = type_resp.json()["volume_type"]
+    routes = [
+        ("POST", "/volumes"),
+        ("PUT", f"/volumes/{volume['id']}"),
+        ("POST", f"/volumes/{volume['id']}/action"),
+        ("POST", f"/volumes/{volume['id']}/metadata"),
+        ("PUT", f"/volumes/{volume['id']}/metadata"),
+        ("PUT", f"/volumes/{volume['id']}/metadata/k"),
+        ("POST", "/snapshots"),
+        ("PUT", f"/snapshots/{snap['id']}"),
+        ("POST", f"/snapshots/{snap['id']}/action"),
+        ("POST", f"/snapshots/{snap['id']}/metadata"),
+        ("PUT", f"/snapshots/{snap['id']}/metadata"),
+        ("PUT", f"/snapshots/{snap['id']}/metadata/k"),
+        ("POST", "/types"),
+        ("PUT", f"/types/{vtype['id']}"),
+        ("POST", f"/types/{vtype['id']}/extra_specs"),
+        ("PUT", f"/types/{vtype['id']}/extra_specs/k"),
+    ]
+    for method, path in routes:
+        for body in ODD_BODIES:
+            for version in ("3.0", "3.71"):
+                resp = api.client.request(
+                    method,
+                    api.url(path),
+                    content=json.dumps(body),
+                    headers=api.headers(version, **{"Content-Type": "application/json"}),
+                )
+                assert resp.status_code < 500, (method, path, body, resp.text)
+                if resp.status_code >= 400:
+                    assert_fault(resp, resp.status_code)
+    cinder.wait_idle()
+    shown = api.get(f"/volumes/{volume['id']}").json()["volume"]
+    assert shown["status"] in ("available", "error")  # reset_status bodies may apply
+    assert api.get(f"/snapshots/{snap['id']}").status_code in (200, 404)
