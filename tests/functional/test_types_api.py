@@ -294,3 +294,21 @@ def test_type_paging_on_a_boolean_key(api: Api) -> None:
         marker = page[-1]["id"]
         assert len(seen) <= len(everything)
     assert seen == [t["id"] for t in everything]
+
+
+def test_default_type_cannot_be_renamed(api: Api) -> None:
+    default = api.get("/types/default").json()["volume_type"]
+    resp = api.put(f"/types/{default['id']}", {"volume_type": {"name": _name("stolen")}})
+    assert_fault(resp, 400, "Invalid volume type: The default volume type cannot be renamed.")
+    assert api.get("/types/default").json()["volume_type"] == default
+    # Other changes to it are fine, and keeping the name is not a rename.
+    resp = api.put(
+        f"/types/{default['id']}",
+        {"volume_type": {"name": "__DEFAULT__", "description": default["description"]}},
+    )
+    assert resp.status_code == 200, resp.text
+    volume = api.create_volume(size=1)
+    assert volume["volume_type"] == "__DEFAULT__"
+    # Nor may another type take its name.
+    other = _create(api)
+    assert_fault(api.put(f"/types/{other['id']}", {"volume_type": {"name": "__DEFAULT__"}}), 409)

@@ -81,6 +81,11 @@ def update(req: ApiRequest, type_id: str) -> Reply:
             name = spec["name"].strip()
             if not name:
                 raise exc.InvalidVolumeType(reason="Type name must not be empty.")
+            default_name = req.deps.settings.default_volume_type
+            if volume_type.name == default_name and name != default_name:
+                # The default is found by its configured name: renaming it would break
+                # every create without a type (and let it be deleted).
+                raise exc.InvalidVolumeType(reason="The default volume type cannot be renamed.")
             other = types_repo.get_by_name(session, name)
             if other is not None and other.id != type_id:
                 raise exc.VolumeTypeExists(name=name)
