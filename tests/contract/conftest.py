@@ -9,6 +9,7 @@ helpers for the memory driver.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -34,6 +35,9 @@ class DataProbe(Protocol):
         self, name: str, size_bytes: int, data: bytes = b"", offset: int = 0
     ) -> None: ...
     def seed_snapshot(self, parent: str, name: str, size_bytes: int) -> str: ...
+    def hold(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """While in the block, the object is in use outside the driver."""
+        ...
 
 
 class FileProbe:
@@ -77,6 +81,17 @@ class FileProbe:
         os.truncate(self.dir / full, size_bytes)
         return full
 
+    @contextlib.contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        """Another process (sleep) has the file open as its stdin."""
+        with open(self.dir / name, "rb") as f:
+            proc = subprocess.Popen(["sleep", "300"], stdin=f)
+        try:
+            yield
+        finally:
+            proc.kill()
+            proc.wait()
+
 
 class MemoryProbe:
     def __init__(self, driver: MemoryDriver) -> None:
@@ -101,6 +116,14 @@ class MemoryProbe:
 
     def seed_snapshot(self, parent: str, name: str, size_bytes: int) -> str:
         return self.driver.seed_foreign_snapshot(parent, name, size_bytes)
+
+    @contextlib.contextmanager
+    def hold(self, name: str) -> Iterator[None]:
+        self.driver.set_in_use(name, True)
+        try:
+            yield
+        finally:
+            self.driver.set_in_use(name, False)
 
 
 @dataclass

@@ -7,13 +7,17 @@ model update to the ref, and look at the data through the backend's probe.
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from typing import Any
 
 import pytest
 
+from cinderblock.drivers import manageable as mg
 from cinderblock.drivers.base import capabilities_of
 from cinderblock.drivers.refs import GiB, ModelUpdate, SnapshotRef, VolumeRef
 from cinderblock.exceptions import (
+    InvalidInput,
     ManageExistingInvalidReference,
     VolumeBackendAPIException,
     VolumeIsBusy,
@@ -47,6 +51,10 @@ def make_volume(driver: Any, vid: str, size: int = 1) -> VolumeRef:
 def make_snapshot(driver: Any, sid: str, vol: VolumeRef) -> SnapshotRef:
     snap = SnapshotRef(id=sid, volume=vol, size=vol.size)
     return applied(snap, driver.create_snapshot(snap))
+
+
+def code_of(exc_info: pytest.ExceptionInfo[ManageExistingInvalidReference]) -> str | None:
+    return mg.reason_code_of(exc_info.value)
 
 
 def listing(driver: Any, snapshots: bool = False, **kwargs: Any) -> list[dict[str, Any]]:
@@ -215,6 +223,7 @@ class TestDriverContract:
         assert entry["safe_to_manage"] is True
         assert entry["reason_not_safe"] is None
         assert entry["cinder_id"] is None
+        assert entry["extra_info"] is None
 
         vol = VolumeRef(id="m1", size=0)
         ref = {"source-name": "legacy-disk"}
@@ -230,6 +239,7 @@ class TestDriverContract:
         (entry,) = listing(driver, cinder=[vol])
         assert entry["safe_to_manage"] is False
         assert entry["reason_not_safe"] == "already managed"
+        assert entry["extra_info"] == {"reason_code": "already_managed"}
         assert entry["cinder_id"] == "m1"
 
         driver.unmanage(vol)
@@ -288,17 +298,24 @@ class TestDriverContract:
         assert probe.read(name_of(snap), 0, 4096) == A
         (entry,) = listing(driver, snapshots=True, cinder=[snap])
         assert (entry["safe_to_manage"], entry["cinder_id"]) == (False, "s9")
+        assert entry["reason_not_safe"] == "already managed"
+        assert entry["extra_info"] == {"reason_code": "already_managed"}
 
         driver.unmanage_snapshot(snap)
         assert probe.names() == {name_of(vol), foreign}
 
     @pytest.mark.parametrize(
-        "ref",
-        [{}, {"source-name": ""}, {"source-name": "no-such-object"}, {"other": "x"}],
+        ("ref", "code"),
+        [
+            ({}, "bad_reference"),
+            ({"source-name": ""}, "bad_reference"),
+            ({"source-name": "no-such-object"}, "not_found"),
+            ({"other": "x"}, "bad_reference"),
+        ],
         ids=["empty", "blank", "unknown", "wrong-key"],
     )
     def test_manage_refuses_bad_references(
-        self, driver: Any, probe: DataProbe, ref: dict[str, Any]
+        self, driver: Any, probe: DataProbe, ref: dict[str, Any], code: str
     ) -> None:
         probe.seed_volume("present", GiB)
         vol = VolumeRef(id="m1", size=1)
@@ -306,14 +323,21 @@ class TestDriverContract:
             id="s1", volume=VolumeRef(id="x", size=1, provider_location="present"), size=1
         )
         before = probe.names()
-        with pytest.raises(ManageExistingInvalidReference):
-            driver.manage_existing_get_size(vol, ref)
-        with pytest.raises(ManageExistingInvalidReference):
-            driver.manage_existing(vol, ref)
-        with pytest.raises(ManageExistingInvalidReference):
-            driver.manage_existing_snapshot_get_size(snap, ref)
-        with pytest.raises(ManageExistingInvalidReference):
-            driver.manage_existing_snapshot(snap, ref)
+        snap_code = "wrong_kind" if code == "not_found" else code  # not a snapshot of "present"
+        for call, expected in (
+            (lambda: driver.manage_existing_get_size(vol, ref), code),
+            (lambda: driver.manage_existing(vol, ref), code),
+            (lambda: driver.manage_existing_snapshot_get_size(snap, ref), snap_code),
+            (lambda: driver.manage_existing_snapshot(snap, ref), snap_code),
+        ):
+            with pytest.raises(ManageExistingInvalidReference) as err:
+                call()
+            assert code_of(err) == expected
+            assert "invalid backend reference" in str(err.value)
+        missing = {"source-name": "present@gone"}
+        with pytest.raises(ManageExistingInvalidReference) as err:
+            driver.manage_existing_snapshot(snap, missing)
+        assert code_of(err) == "not_found"
         assert probe.names() == before
 
     def test_manage_refuses_wrong_kind_or_parent(self, driver: Any, probe: DataProbe) -> None:
@@ -321,27 +345,93 @@ class TestDriverContract:
         b = make_volume(driver, "b")
         snap_obj = probe.seed_snapshot(name_of(a), "x", GiB)
         before = probe.names()
-        with pytest.raises(ManageExistingInvalidReference):  # a snapshot is not a volume
+        with pytest.raises(ManageExistingInvalidReference) as err:  # a snapshot is not a volume
             driver.manage_existing(VolumeRef(id="m", size=1), {"source-name": snap_obj})
-        with pytest.raises(ManageExistingInvalidReference):  # snapshot of another volume
+        assert code_of(err) == "wrong_kind"
+        with pytest.raises(ManageExistingInvalidReference) as err:  # snapshot of another volume
             driver.manage_existing_snapshot(
                 SnapshotRef(id="s", volume=b, size=1), {"source-name": snap_obj}
             )
-        with pytest.raises(ManageExistingInvalidReference):  # a volume is not a snapshot
+        assert code_of(err) == "wrong_kind"
+        with pytest.raises(ManageExistingInvalidReference) as err:  # a volume is not a snapshot
             driver.manage_existing_snapshot(
                 SnapshotRef(id="s", volume=b, size=1), {"source-name": name_of(a)}
             )
+        assert code_of(err) == "wrong_kind"
         assert probe.names() == before
 
     def test_manage_refuses_taken_target_name(self, driver: Any, probe: DataProbe) -> None:
         probe.seed_volume("old", GiB, A)
         taken = make_volume(driver, "m1")
         probe.write(name_of(taken), 0, B)
-        with pytest.raises(ManageExistingInvalidReference):
+        with pytest.raises(ManageExistingInvalidReference) as err:
             driver.manage_existing(VolumeRef(id="m1", size=1), {"source-name": "old"})
+        assert code_of(err) == "name_taken"
         assert probe.names() == {"old", "volume-m1"}
         assert probe.read("old", 0, 4096) == A
         assert probe.read("volume-m1", 0, 4096) == B
+
+    # --- in use ---------------------------------------------------------------------------------
+    def test_volume_in_use_is_listed_unsafe_and_refused(
+        self, driver: Any, probe: DataProbe
+    ) -> None:
+        probe.seed_volume("busy", GiB, A)
+        probe.seed_volume("idle", GiB)
+        ref = {"source-name": "busy"}
+        vol = VolumeRef(id="m1", size=1)
+        with probe.hold("busy"):
+            by_name = {e["reference"]["source-name"]: e for e in listing(driver)}
+            busy = by_name["busy"]
+            assert busy["safe_to_manage"] is False
+            assert busy["reason_not_safe"] == "volume in use"
+            assert busy["extra_info"] == {"reason_code": "in_use"}
+            assert busy["cinder_id"] is None
+            assert busy["size"] == 1
+            assert by_name["idle"]["safe_to_manage"] is True
+            before = probe.names()
+            for call in (driver.manage_existing_get_size, driver.manage_existing):
+                with pytest.raises(ManageExistingInvalidReference) as err:
+                    call(vol, ref)
+                assert code_of(err) == "in_use"
+                assert "'busy' is in use" in str(err.value)
+            assert probe.names() == before
+            assert probe.read("busy", 0, 4096) == A
+        # Released: listed safe again and manageable.
+        assert {e["safe_to_manage"] for e in listing(driver)} == {True}
+        vol = applied(vol, driver.manage_existing(vol, ref))
+        assert probe.read(name_of(vol), 0, 4096) == A
+
+    def test_snapshot_in_use_is_listed_unsafe_and_refused(
+        self, driver: Any, probe: DataProbe
+    ) -> None:
+        vol = make_volume(driver, "v1")
+        foreign = probe.seed_snapshot(name_of(vol), "nightly", GiB)
+        snap = SnapshotRef(id="s1", volume=vol, size=1)
+        ref = {"source-name": foreign}
+        with probe.hold(foreign):
+            (entry,) = listing(driver, snapshots=True)
+            assert entry["safe_to_manage"] is False
+            assert entry["reason_not_safe"] == "snapshot in use"
+            assert entry["extra_info"] == {"reason_code": "in_use"}
+            assert entry["source_reference"] == {"source-name": name_of(vol)}
+            before = probe.names()
+            for call in (driver.manage_existing_snapshot_get_size, driver.manage_existing_snapshot):
+                with pytest.raises(ManageExistingInvalidReference) as err:
+                    call(snap, ref)
+                assert code_of(err) == "in_use"
+                assert "is in use" in str(err.value)
+            assert probe.names() == before
+        (entry,) = listing(driver, snapshots=True)
+        assert (entry["safe_to_manage"], entry["extra_info"]) == (True, None)
+        snap = applied(snap, driver.manage_existing_snapshot(snap, ref))
+        assert driver.snapshot_exists(snap)
+
+    def test_already_managed_wins_over_in_use(self, driver: Any, probe: DataProbe) -> None:
+        vol = make_volume(driver, "v1")
+        with probe.hold(name_of(vol)):
+            (entry,) = listing(driver, cinder=[vol])
+        assert entry["reason_not_safe"] == "already managed"
+        assert entry["extra_info"] == {"reason_code": "already_managed"}
 
     # --- manageable listings: sorting and pagination -----------------------------------------
     SORTS = [
@@ -350,7 +440,9 @@ class TestDriverContract:
         (["size"], ["asc"]),
         (["size"], ["desc"]),
         (["size", "reference"], ["desc", "desc"]),
-        ([], []),
+        (["size", "reference"], ["asc", "desc"]),
+        (["reference", "size"], ["asc", "asc"]),
+        ([], []),  # Cinder's default: reference desc
     ]
 
     @staticmethod
@@ -358,7 +450,7 @@ class TestDriverContract:
         """Independent model of the order: keys in turn, then name ascending."""
         names = sorted(objects)
         for key, direction in reversed(
-            list(zip(keys or ["reference"], dirs or ["asc"], strict=True))
+            list(zip(keys or ["reference"], dirs or ["desc"], strict=True))
         ):
             sort_key = (lambda n: objects[n]) if key == "size" else (lambda n: n)
             names.sort(key=sort_key, reverse=direction == "desc")
@@ -404,5 +496,65 @@ class TestDriverContract:
             driver, sort_keys=["size"], sort_dirs=["asc"], marker=marker, offset=3, limit=4
         )
         assert [e["reference"]["source-name"] for e in page] == expected[24:28]
-        with pytest.raises(ValueError, match="marker not found"):
-            listing(driver, marker={"source-name": "not-there"})
+
+    def test_unknown_marker_is_invalid_input(self, driver: Any, many: dict[str, int]) -> None:
+        marker = {"source-name": "not-there"}
+        for snapshots in (False, True):
+            with pytest.raises(InvalidInput) as err:
+                listing(driver, snapshots=snapshots, marker=marker)
+            assert str(err.value) == "Invalid input received: marker not found: " + str(marker)
+            assert err.value.code == 400
+
+    def test_marker_as_json_text(self, driver: Any, many: dict[str, int]) -> None:
+        expected = self.reference_order(many, ["reference"], ["desc"])
+        marker = json.dumps({"source-name": expected[9]})
+        page = listing(driver, sort_dirs=["desc"], marker=marker, limit=3)
+        assert [e["reference"]["source-name"] for e in page] == expected[10:13]
+        with pytest.raises(InvalidInput, match="please use json like format"):
+            listing(driver, marker="not json")
+
+    def test_identifier_is_an_alias_of_reference(self, driver: Any, many: dict[str, int]) -> None:
+        by_identifier = listing(driver, sort_keys=["identifier", "size"], sort_dirs=["desc"])
+        by_reference = listing(driver, sort_keys=["reference", "size"], sort_dirs=["desc"])
+        assert by_identifier == by_reference
+        names = [e["reference"]["source-name"] for e in by_identifier]
+        assert names == sorted(many, reverse=True)
+
+    @pytest.mark.parametrize(
+        ("keys", "dirs", "message"),
+        [
+            (["name"], ["asc"], "Invalid sort key 'name'"),
+            (["created_at"], [], "Invalid sort key 'created_at'"),
+            (["size"], ["up"], "Invalid sort direction 'up'"),
+            (["size"], ["asc", "desc"], "more sort directions than sort keys"),
+        ],
+    )
+    def test_bad_sort_is_invalid_input(
+        self, driver: Any, probe: DataProbe, keys: list[str], dirs: list[str], message: str
+    ) -> None:
+        probe.seed_volume("one", GiB)
+        for snapshots in (False, True):
+            with pytest.raises(InvalidInput, match=re.escape(message)):
+                listing(driver, snapshots=snapshots, sort_keys=keys, sort_dirs=dirs)
+
+    def test_listing_is_json_serializable(self, driver: Any, probe: DataProbe) -> None:
+        probe.seed_volume("plain", GiB)
+        vol = make_volume(driver, "v1")
+        snap = make_snapshot(driver, "s1", vol)
+        for entries in (
+            listing(driver, cinder=[vol]),
+            listing(driver, snapshots=True, cinder=[snap]),
+        ):
+            assert json.loads(json.dumps(entries)) == entries
+            for entry in entries:
+                assert set(entry) >= {
+                    "reference",
+                    "size",
+                    "safe_to_manage",
+                    "reason_not_safe",
+                    "cinder_id",
+                    "extra_info",
+                }
+                code = (entry["extra_info"] or {}).get("reason_code")
+                assert (code is None) == entry["safe_to_manage"]
+                assert code is None or code in mg.LISTING_CODES

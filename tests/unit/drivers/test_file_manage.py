@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from cinderblock.drivers import manageable as mg
 from cinderblock.drivers.file import manage
 from cinderblock.drivers.file.driver import FileDriver
 from cinderblock.drivers.refs import GiB, SnapshotRef, VolumeRef
@@ -133,35 +134,44 @@ def _const(ref: Any) -> Setup:
     return lambda d, outside: ref
 
 
-REFUSALS: dict[str, tuple[Setup, str]] = {
-    "absolute-inside": (lambda d, _: {"source-name": str(d / "good")}, "absolute"),
-    "absolute-outside": (lambda d, o: {"source-name": str(o)}, "absolute"),
-    "dotdot": (_const({"source-name": "../outside.img"}), "'..'"),
-    "dotdot-inner": (_const({"source-name": "sub/../good"}), "'..'"),
-    "dotdot-alone": (_const({"source-name": ".."}), "'..'"),
-    "slash": (_slash, "'/'"),
-    "nul": (_const({"source-name": "good\x00"}), "NUL"),
-    "hidden": (lambda d, _: make_file(d / ".hidden") or {"source-name": ".hidden"}, "hidden"),
-    "dot": (_const({"source-name": "."}), "hidden"),
-    "too-long": (_const({"source-name": "a" * 300}), "too long"),
-    "empty": (_const({"source-name": ""}), "non-empty"),
-    "not-a-string": (_const({"source-name": 5}), "non-empty"),
-    "no-key": (_const({"name": "good"}), "source-name"),
-    "not-a-dict": (_const(["good"]), "source-name"),
-    "missing": (_const({"source-name": "absent"}), "no file"),
-    "symlink-inside": (_symlink_inside, "symlink"),
-    "symlink-outside": (_symlink_outside, "symlink"),
-    "symlink-dangling": (_dangling_symlink, "symlink"),
-    "fifo": (_fifo, "not a regular file (fifo)"),
-    "socket": (_socket, "not a regular file (socket)"),
-    "char-device": (_char_device, "not a regular file (character device)"),
-    "directory": (_directory, "not a regular file (directory)"),
-    "hard-link-outside": (_hard_link_outside, "hard-linked"),
-    "hard-link-inside": (_hard_link_inside, "hard-linked"),
-    "qcow2-magic": (_qcow2_magic, "file is qcow2, not raw"),
-    "qcow2-qemu-img": (_qcow2_real, "file is qcow2, not raw"),
-    "parallels-qemu-img": (_parallels, "file is parallels, not raw"),
-    "snapshot-file": (lambda d, _: make_file(d / "x@y") or {"source-name": "x@y"}, "snapshot"),
+# case -> (setup, expected words in the message, reason code)
+REFUSALS: dict[str, tuple[Setup, str, str]] = {
+    "absolute-inside": (lambda d, _: {"source-name": str(d / "good")}, "absolute", "bad_name"),
+    "absolute-outside": (lambda d, o: {"source-name": str(o)}, "absolute", "bad_name"),
+    "dotdot": (_const({"source-name": "../outside.img"}), "'..'", "bad_name"),
+    "dotdot-inner": (_const({"source-name": "sub/../good"}), "'..'", "bad_name"),
+    "dotdot-alone": (_const({"source-name": ".."}), "'..'", "bad_name"),
+    "slash": (_slash, "'/'", "bad_name"),
+    "nul": (_const({"source-name": "good\x00"}), "NUL", "bad_name"),
+    "hidden": (
+        lambda d, _: make_file(d / ".hidden") or {"source-name": ".hidden"},
+        "hidden",
+        "bad_name",
+    ),
+    "dot": (_const({"source-name": "."}), "hidden", "bad_name"),
+    "too-long": (_const({"source-name": "a" * 300}), "too long", "bad_name"),
+    "empty": (_const({"source-name": ""}), "non-empty", "bad_reference"),
+    "not-a-string": (_const({"source-name": 5}), "non-empty", "bad_reference"),
+    "no-key": (_const({"name": "good"}), "source-name", "bad_reference"),
+    "not-a-dict": (_const(["good"]), "source-name", "bad_reference"),
+    "missing": (_const({"source-name": "absent"}), "no file named 'absent'", "not_found"),
+    "symlink-inside": (_symlink_inside, "'link' is a symlink", "symlink"),
+    "symlink-outside": (_symlink_outside, "'link' is a symlink", "symlink"),
+    "symlink-dangling": (_dangling_symlink, "'link' is a symlink", "symlink"),
+    "fifo": (_fifo, "'pipe' is not a regular file (fifo)", "not_regular_file"),
+    "socket": (_socket, "'sock' is not a regular file (socket)", "not_regular_file"),
+    "char-device": (_char_device, "not a regular file (character device)", "not_regular_file"),
+    "directory": (_directory, "'adir' is not a regular file (directory)", "not_regular_file"),
+    "hard-link-outside": (_hard_link_outside, "'hl' is hard-linked (2 names)", "hard_linked"),
+    "hard-link-inside": (_hard_link_inside, "'good' is hard-linked (2 names)", "hard_linked"),
+    "qcow2-magic": (_qcow2_magic, "'img' is qcow2, not raw", "not_raw"),
+    "qcow2-qemu-img": (_qcow2_real, "'img' is qcow2, not raw", "not_raw"),
+    "parallels-qemu-img": (_parallels, "'img' is parallels, not raw", "not_raw"),
+    "snapshot-file": (
+        lambda d, _: make_file(d / "x@y") or {"source-name": "x@y"},
+        "'x@y' is a snapshot file",
+        "wrong_kind",
+    ),
 }
 
 
@@ -178,7 +188,7 @@ def test_manage_refusals_touch_nothing(
 ) -> None:
     d = Path(file_driver.volumes_dir)
     make_file(d / "good", GiB, b"good data")
-    setup, reason = REFUSALS[case]
+    setup, reason, code = REFUSALS[case]
     ref = setup(d, outside)
     before = tree_state(tmp_path)
     vol = VolumeRef(id="m1", size=1)
@@ -188,6 +198,8 @@ def test_manage_refusals_touch_nothing(
         file_driver.manage_existing(vol, ref)
     for err in (size_err, manage_err):
         assert reason in str(err.value)
+        assert str(err.value).startswith("Manage existing volume failed due to invalid backend")
+        assert mg.reason_code_of(err.value) == code
     assert tree_state(tmp_path) == before
     assert outside.read_bytes().startswith(b"outside data")
 
@@ -200,17 +212,26 @@ def test_manage_snapshot_refusals_touch_nothing(
     parent = VolumeRef(id="p", size=1, provider_location="volume-p")
     make_file(d / "volume-p", GiB)
     make_file(d / "good", GiB)
-    setup, reason = REFUSALS[case]
+    setup, _, code = REFUSALS[case]
     name = setup(d, outside)["source-name"]
     os.rename(d / name, d / f"volume-p@{name}")  # make it a snapshot file of volume-p
     ref = {"source-name": f"volume-p@{name}"}
     before = tree_state(tmp_path)
     snap = SnapshotRef(id="s1", volume=parent, size=1)
-    with pytest.raises(ManageExistingInvalidReference, match=re.escape(reason)):
-        file_driver.manage_existing_snapshot_get_size(snap, ref)
-    with pytest.raises(ManageExistingInvalidReference):
-        file_driver.manage_existing_snapshot(snap, ref)
+    for call in (
+        file_driver.manage_existing_snapshot_get_size,
+        file_driver.manage_existing_snapshot,
+    ):
+        with pytest.raises(ManageExistingInvalidReference, match=re.escape(f"'volume-p@{name}'")):
+            call(snap, ref)
+        assert mg.reason_code_of(excinfo_value(call, snap, ref)) == code
     assert tree_state(tmp_path) == before
+
+
+def excinfo_value(call: Callable[..., Any], *args: Any) -> BaseException:
+    with pytest.raises(ManageExistingInvalidReference) as err:
+        call(*args)
+    return err.value
 
 
 def test_manage_grows_sparsely_to_whole_gib(file_driver: FileDriver) -> None:
@@ -276,21 +297,25 @@ def test_listing_reports_why_entries_are_unsafe(file_driver: FileDriver, outside
     entries = file_driver.get_manageable_volumes(managed, None, 100, 0, ["reference"], ["asc"])
     by_name = {e["reference"]["source-name"]: e for e in entries}
     assert sorted(by_name) == ["adir", "good", "hl", "link", "pipe", "qcow", "vmdk", "volume-m1"]
-    reasons = {name: e["reason_not_safe"] for name, e in by_name.items()}
+    reasons = {
+        name: (e["reason_not_safe"], (e["extra_info"] or {}).get("reason_code"))
+        for name, e in by_name.items()
+    }
     assert reasons == {
-        "adir": "not a regular file (directory)",
-        "good": None,
-        "hl": "hard-linked",
-        "link": "symlink",
-        "pipe": "not a regular file (fifo)",
-        "qcow": "file is qcow2, not raw",
-        "vmdk": "file is vmdk, not raw",
-        "volume-m1": "already managed",
+        "adir": ("not a regular file (directory)", "not_regular_file"),
+        "good": (None, None),
+        "hl": ("hard-linked", "hard_linked"),
+        "link": ("symlink", "symlink"),
+        "pipe": ("not a regular file (fifo)", "not_regular_file"),
+        "qcow": ("file is qcow2, not raw", "not_raw"),
+        "vmdk": ("file is vmdk, not raw", "not_raw"),
+        "volume-m1": ("already managed", "already_managed"),
     }
     assert by_name["good"]["safe_to_manage"] is True
+    assert by_name["good"]["extra_info"] is None
     assert by_name["good"]["size"] == 3
     assert by_name["volume-m1"]["cinder_id"] == "m1"
-    assert all(e["extra_info"] is None for e in entries)
+    assert all(e["safe_to_manage"] is (e["extra_info"] is None) for e in entries)
 
     (snap,) = file_driver.get_manageable_snapshots([], None, 10, 0, [], [])
     assert snap["reference"] == {"source-name": "good@snap"}

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from cinderblock.drivers import manageable as mg
 from cinderblock.drivers.config import BackendConfig
 from cinderblock.drivers.memory.driver import CHUNK, MemoryDriver
 from cinderblock.drivers.refs import GiB, SnapshotRef, VolumeRef
@@ -77,9 +78,30 @@ def test_in_use_foreign_volume_is_listed_unsafe_and_refused() -> None:
     driver.seed_foreign_volume("busy", GiB, in_use=True)
     (entry,) = driver.get_manageable_volumes([], None, 10, 0, [], [])
     assert (entry["safe_to_manage"], entry["reason_not_safe"]) == (False, "volume in use")
-    with pytest.raises(ManageExistingInvalidReference, match="in use"):
+    assert entry["extra_info"] == {"reason_code": "in_use"}
+    with pytest.raises(ManageExistingInvalidReference, match="'busy' is in use") as err:
         driver.manage_existing(VolumeRef(id="m", size=1), {"source-name": "busy"})
+    assert mg.reason_code_of(err.value) == "in_use"
     assert driver.object_names() == {"busy"}
+
+
+def test_in_use_foreign_snapshot_is_listed_unsafe_and_refused() -> None:
+    driver = make()
+    driver.seed_foreign_volume("vol", GiB)
+    name = driver.seed_foreign_snapshot("vol", "snap", GiB, in_use=True)
+    (entry,) = driver.get_manageable_snapshots([], None, 10, 0, [], [])
+    assert (entry["reason_not_safe"], entry["extra_info"]) == (
+        "snapshot in use",
+        {"reason_code": "in_use"},
+    )
+    parent = VolumeRef(id="p", size=1, provider_location="vol")
+    snap = SnapshotRef(id="s", volume=parent, size=1)
+    with pytest.raises(ManageExistingInvalidReference) as err:
+        driver.manage_existing_snapshot(snap, {"source-name": name})
+    assert mg.reason_code_of(err.value) == "in_use"
+    driver.set_in_use(name, False)
+    driver.manage_existing_snapshot(snap, {"source-name": name})
+    assert driver.object_names() == {"vol", "vol@snapshot-s"}
 
 
 def test_seeded_snapshot_is_cut_to_its_size() -> None:

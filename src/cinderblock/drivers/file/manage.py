@@ -7,7 +7,13 @@ inside), non-regular files and hard-linked files (a second link may live
 outside the directory). The checks are made on an fd opened with O_NOFOLLOW
 and compared with the lstat result, so a swap between check and use fails.
 
-`paginate` is backend-neutral and also used by the memory driver.
+Every refusal and every unsafe listing entry carries a reason code from
+cinderblock.drivers.manageable (symlink, hard_linked, not_raw...).
+
+Listings are built so that their cost follows the page, not the directory:
+names are read without stat; only a sort by size stats every file; the
+page's entries alone are stat-ed, checked against one /proc scan and have
+their header read.
 """
 
 from __future__ import annotations
@@ -17,25 +23,33 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cinderblock.drivers.refs import GiB, ManageableEntry
+from cinderblock.drivers import manageable as mg
+from cinderblock.drivers.file.inuse import OwnFds
+from cinderblock.drivers.manageable import ceil_gib
+from cinderblock.drivers.refs import ManageableEntry
 from cinderblock.exceptions import ManageExistingInvalidReference, VolumeBackendAPIException
+
+__all__ = ["ceil_gib"]  # re-exported for the driver's callers
 
 SNAP_SEP = "@"
 HEADER_BYTES = 512
 QEMU_IMG_TIMEOUT = 60.0
 
-REASON_MANAGED = "already managed"
-REASON_SYMLINK = "symlink"
-REASON_HARDLINK = "hard-linked"
 
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a file cannot be managed: code, short listing text, manage-time detail."""
 
-def ceil_gib(nbytes: int) -> int:
-    """Size in whole GiB, rounded up, at least 1 (Cinder volumes are never 0 GiB)."""
-    return max(1, -(-nbytes // GiB))
+    code: str
+    reason: str  # reason_not_safe in listings
+    detail: str  # follows the quoted file name in a manage refusal
+
+    def refusal(self, name: str, existing_ref: Any) -> ManageExistingInvalidReference:
+        return mg.invalid_reference(existing_ref, self.code, f"{name!r} {self.detail}")
 
 
 # --- names --------------------------------------------------------------------
@@ -63,21 +77,30 @@ def name_problem(name: str) -> str | None:
 def reference_name(existing_ref: Any) -> str:
     """The file name a manage reference designates ('source-name' or 'source-id')."""
     if not isinstance(existing_ref, Mapping):
-        raise ManageExistingInvalidReference(
-            existing_ref=existing_ref, reason="reference must be an object with 'source-name'"
+        raise mg.invalid_reference(
+            existing_ref, mg.BAD_REFERENCE, "reference must be an object with 'source-name'"
         )
     name = existing_ref.get("source-name", existing_ref.get("source-id"))
     if name is None:
-        raise ManageExistingInvalidReference(
-            existing_ref=existing_ref, reason="reference must contain 'source-name' or 'source-id'"
+        raise mg.invalid_reference(
+            existing_ref, mg.BAD_REFERENCE, "reference must contain 'source-name' or 'source-id'"
         )
     if not isinstance(name, str) or not name:
-        raise ManageExistingInvalidReference(
-            existing_ref=existing_ref, reason="'source-name' must be a non-empty string"
+        raise mg.invalid_reference(
+            existing_ref, mg.BAD_REFERENCE, "'source-name' must be a non-empty string"
         )
     problem = name_problem(name)
     if problem:
-        raise ManageExistingInvalidReference(existing_ref=existing_ref, reason=problem)
+        raise mg.invalid_reference(existing_ref, mg.BAD_NAME, problem)
+    return name
+
+
+def display_name(name: str) -> str:
+    """A name JSON can carry: bytes that are not UTF-8 are shown as backslash escapes."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "backslashreplace")
     return name
 
 
@@ -91,16 +114,23 @@ _KINDS = (
 )
 
 
-def stat_problem(st: os.stat_result) -> str | None:
+def stat_problem(st: os.stat_result) -> Problem | None:
     """Why a file (given its lstat) cannot be managed, or None."""
     mode = st.st_mode
     if stat.S_ISLNK(mode):
-        return REASON_SYMLINK
+        return Problem(mg.SYMLINK, "symlink", "is a symlink; only regular files can be managed")
     if not stat.S_ISREG(mode):
         kind = next((label for test, label in _KINDS if test(mode)), "special file")
-        return f"not a regular file ({kind})"
+        return Problem(
+            mg.NOT_REGULAR_FILE, f"not a regular file ({kind})", f"is not a regular file ({kind})"
+        )
     if st.st_nlink > 1:
-        return REASON_HARDLINK
+        return Problem(
+            mg.HARD_LINKED,
+            "hard-linked",
+            f"is hard-linked ({st.st_nlink} names); a file that also has other names, "
+            "maybe outside the volumes directory, cannot be managed",
+        )
     return None
 
 
@@ -123,8 +153,16 @@ def detect_format(header: bytes) -> str:
     return "raw"
 
 
-def format_problem(fmt: str) -> str | None:
-    return None if fmt == "raw" else f"file is {fmt}, not raw"
+def format_problem(fmt: str) -> Problem | None:
+    if fmt == "raw":
+        return None
+    return Problem(
+        mg.NOT_RAW, f"file is {fmt}, not raw", f"is {fmt}, not raw; only raw files can be managed"
+    )
+
+
+def in_use_problem(*, snapshots: bool) -> Problem:
+    return Problem(mg.IN_USE, mg.reason_in_use(snapshots=snapshots), "is in use by another process")
 
 
 def read_header(fd: int) -> bytes:
@@ -156,149 +194,128 @@ def qemu_img_format(fd: int) -> str | None:
 
 
 def open_confined(
-    directory: str, name: str, existing_ref: Any, *, writable: bool
+    directory: str, name: str, existing_ref: Any, *, writable: bool, own_fds: OwnFds
 ) -> tuple[int, os.stat_result]:
     """Open the regular, singly-linked file `name` in `directory`, or refuse.
 
-    `name` must already have passed name_problem. Returns (fd, fstat); the
-    caller closes fd.
+    `name` must already have passed name_problem. Returns (fd, fstat); the fd
+    is registered in own_fds and the caller closes it with own_fds.close.
     """
     path = os.path.join(directory, name)
     try:
         st = os.lstat(path)
     except FileNotFoundError as exc:
-        raise ManageExistingInvalidReference(
-            existing_ref=existing_ref, reason=f"no file named {name!r} in the volumes directory"
+        raise mg.invalid_reference(
+            existing_ref, mg.NOT_FOUND, f"no file named {name!r} in the volumes directory"
         ) from exc
     problem = stat_problem(st)
     if problem:
-        raise ManageExistingInvalidReference(existing_ref=existing_ref, reason=problem)
+        raise problem.refusal(name, existing_ref)
     flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK
     try:
         fd = os.open(path, flags | os.O_CLOEXEC)
     except OSError as exc:
-        raise ManageExistingInvalidReference(
-            existing_ref=existing_ref, reason=f"cannot open {name!r}: {exc.strerror}"
+        raise mg.invalid_reference(
+            existing_ref, mg.UNREADABLE, f"cannot open {name!r}: {exc.strerror}"
         ) from exc
+    own_fds.add(fd)
     fst = os.fstat(fd)
     if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino) or stat_problem(fst):
-        os.close(fd)
-        raise ManageExistingInvalidReference(
-            existing_ref=existing_ref, reason=f"{name!r} changed while being checked"
+        own_fds.close(fd)
+        raise mg.invalid_reference(
+            existing_ref, mg.CHANGED, f"{name!r} changed while being checked; try again"
         )
     return fd, fst
 
 
 # --- listings ---------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class DirEntry:
-    name: str
-    st: os.stat_result
+def scan_names(directory: str, *, snapshots: bool) -> tuple[list[str], dict[str, str]]:
+    """Listed names of non-hidden snapshot files ('@') or of the others, without stat.
 
-
-def scan_dir(directory: str, *, snapshots: bool) -> list[DirEntry]:
-    """Non-hidden entries of the directory: snapshot files ('@') or the others."""
-    found = []
+    Returns (names, odd): names as listings show them, and for the few whose
+    on-disk name is not UTF-8, odd maps the shown name to the real one.
+    """
+    names: list[str] = []
+    odd: dict[str, str] = {}
     with os.scandir(directory) as it:
         for entry in it:
             name = entry.name
             if name.startswith(".") or (SNAP_SEP in name) != snapshots:
                 continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:  # removed while listing
-                continue
-            found.append(DirEntry(name, st))
-    return found
+            if not name.isascii():
+                shown = display_name(name)
+                if shown != name:
+                    odd[shown] = name
+                    name = shown
+            names.append(name)
+    return names, odd
 
 
-def preliminary_entry(
-    item: DirEntry, managed: Mapping[str, str], *, snapshots: bool
-) -> ManageableEntry:
-    """Listing entry from lstat only; the content check is done later, per page."""
-    cinder_id = managed.get(item.name)
-    problem = REASON_MANAGED if cinder_id else stat_problem(item.st)
-    regular = stat.S_ISREG(item.st.st_mode)
-    entry: ManageableEntry = {
-        "reference": {"source-name": item.name},
-        "size": ceil_gib(item.st.st_size) if regular else 0,
-        "safe_to_manage": problem is None,
-        "reason_not_safe": problem,
-        "cinder_id": cinder_id,
-        "extra_info": None,
-    }
-    if snapshots:
-        entry["source_reference"] = {"source-name": item.name.split(SNAP_SEP, 1)[0]}
-    return entry
+@dataclass(slots=True)
+class Item:
+    """A listing entry with what the driver needs to finish checking it."""
+
+    raw: str  # the name on disk
+    st: os.stat_result  # its lstat
+    entry: ManageableEntry
 
 
-def check_content(directory: str, entry: ManageableEntry) -> None:
-    """Mark a so-far safe entry unsafe if its content is not raw (magic bytes only)."""
+def _name_listing_problem(name: str, raw: str, *, snapshots: bool) -> Problem | None:
+    if name != raw:
+        return Problem(mg.BAD_NAME, "file name is not valid UTF-8", "has a name that is not UTF-8")
+    if snapshots and name.startswith(SNAP_SEP):
+        return Problem(
+            mg.BAD_NAME,
+            "snapshot file name has no volume part before '@'",
+            "has no volume part before '@'",
+        )
+    return None
+
+
+def build_item(
+    directory: str, name: str, raw: str, managed: Mapping[str, str], *, snapshots: bool
+) -> Item | None:
+    """Listing entry from lstat only (None if the file is gone); content is checked later."""
+    try:
+        st = os.lstat(os.path.join(directory, raw))
+    except FileNotFoundError:  # removed while listing
+        return None
+    regular = stat.S_ISREG(st.st_mode)
+    entry = mg.make_entry(
+        name,
+        ceil_gib(st.st_size) if regular else 0,
+        cinder_id=managed.get(raw),
+        source_name=name.split(SNAP_SEP, 1)[0] if snapshots else None,
+        snapshots=snapshots,
+    )
+    if entry["safe_to_manage"]:
+        problem = _name_listing_problem(name, raw, snapshots=snapshots) or stat_problem(st)
+        if problem:
+            mg.mark_unsafe(entry, problem.code, problem.reason)
+    return Item(raw, st, entry)
+
+
+def check_content(directory: str, item: Item, own_fds: OwnFds) -> None:
+    """Mark a so-far safe entry unsafe if it cannot be read or is not raw (magic only)."""
+    entry = item.entry
     if not entry["safe_to_manage"]:
         return
-    path = os.path.join(directory, entry["reference"]["source-name"])
+    path = os.path.join(directory, item.raw)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # gone since the lstat: the entry stays as it was seen
     except OSError as exc:
-        entry["safe_to_manage"] = False
-        entry["reason_not_safe"] = f"cannot open: {exc.strerror}"
+        mg.mark_unsafe(entry, mg.UNREADABLE, f"cannot open: {exc.strerror}")
         return
+    own_fds.add(fd)
     try:
-        problem = format_problem(detect_format(read_header(fd)))
+        header = read_header(fd)
+    except OSError as exc:
+        mg.mark_unsafe(entry, mg.UNREADABLE, f"cannot read: {exc.strerror}")
+        return
     finally:
-        os.close(fd)
+        own_fds.close(fd)
+    problem = format_problem(detect_format(header))
     if problem:
-        entry["safe_to_manage"] = False
-        entry["reason_not_safe"] = problem
-
-
-_SORT_KEYS = {"reference": "reference", "identifier": "reference", "size": "size"}
-
-
-def _ref_name(ref: Mapping[str, Any] | None) -> Any:
-    if not ref:
-        return None
-    return ref.get("source-name", ref.get("source-id"))
-
-
-def paginate(
-    entries: list[ManageableEntry],
-    marker: Mapping[str, Any] | None,
-    limit: int | None,
-    offset: int | None,
-    sort_keys: Sequence[str] | None,
-    sort_dirs: Sequence[str] | None,
-) -> list[ManageableEntry]:
-    """Sort (keys 'reference'/'identifier' and 'size'), then marker, offset, limit.
-
-    Ties always fall back to the reference name ascending, so a marker names a
-    unique position. An unknown marker raises ValueError("marker not found").
-    """
-    keys = list(sort_keys or ["reference"])
-    dirs = list(sort_dirs or [])
-    dirs += ["asc"] * (len(keys) - len(dirs))
-    result = sorted(entries, key=lambda e: _ref_name(e["reference"]))
-    # Stable sorts applied from the least to the most significant key.
-    for key, direction in reversed(list(zip(keys, dirs, strict=False))):
-        field = _SORT_KEYS.get(key)
-        if field is None:
-            raise ValueError(f"invalid sort key {key!r}")
-        if direction not in ("asc", "desc"):
-            raise ValueError(f"invalid sort direction {direction!r}")
-        if field == "size":
-            result.sort(key=lambda e: e["size"], reverse=direction == "desc")
-        else:
-            result.sort(key=lambda e: _ref_name(e["reference"]), reverse=direction == "desc")
-    if marker:
-        wanted = _ref_name(marker)
-        for index, entry in enumerate(result):
-            if _ref_name(entry["reference"]) == wanted:
-                result = result[index + 1 :]
-                break
-        else:
-            raise ValueError("marker not found")
-    if offset:
-        result = result[offset:]
-    if limit is not None and limit >= 0:
-        result = result[:limit]
-    return result
+        mg.mark_unsafe(entry, problem.code, problem.reason)

@@ -1,17 +1,26 @@
-"""The manage half of the file driver: adopt existing files, give them back, list them."""
+"""The manage half of the file driver: adopt existing files, give them back, list them.
+
+A file is "in use" when any process holds it open (one /proc scan, see
+inuse.py). Listings report it; every manage call re-checks it on the fd it
+is about to adopt, so a file opened since the listing is refused too. A
+process that opens the file after that check is not seen: nothing on Linux
+can prevent that without the other process's cooperation.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from typing import Any
 
-from cinderblock.drivers.file import fileops, manage
+from cinderblock.drivers import manageable as mg
+from cinderblock.drivers.file import fileops, inuse, manage
 from cinderblock.drivers.file.layout import SEP, FileLayout, translated
 from cinderblock.drivers.refs import GiB, ManageableEntry, ModelUpdate, SnapshotRef, VolumeRef
-from cinderblock.exceptions import ManageExistingInvalidReference, VolumeBackendAPIException
+from cinderblock.exceptions import VolumeBackendAPIException
 
 LOG = logging.getLogger(__name__)
 
@@ -20,38 +29,45 @@ class FileManageMixin(FileLayout):
     """ManageableVD + ManageableSnapshotsVD for files (see manage.py for the checks)."""
 
     manage_rename: bool
+    own_fds: inuse.OwnFds  # descriptors the /proc scan must not count
+    proc_root: str = inuse.PROC
 
-    def _inspect(self, name: str, existing_ref: Any, *, writable: bool) -> int:
-        """Open a confined, raw file for managing; returns the open fd."""
-        fd, _ = manage.open_confined(self.volumes_dir, name, existing_ref, writable=writable)
+    @contextlib.contextmanager
+    def _inspected(self, name: str, existing_ref: Any, *, writable: bool) -> Iterator[int]:
+        """Open a confined, raw file that no process holds open; yields the fd."""
+        fd, fst = manage.open_confined(
+            self.volumes_dir, name, existing_ref, writable=writable, own_fds=self.own_fds
+        )
         try:
             fmt = manage.detect_format(manage.read_header(fd))
             if fmt == "raw":
                 fmt = manage.qemu_img_format(fd) or "raw"
             problem = manage.format_problem(fmt)
+            if problem is None and inuse.is_open(
+                fst, ignore_fds=self.own_fds.snapshot(), proc_root=self.proc_root
+            ):
+                problem = manage.in_use_problem(snapshots=SEP in name)
             if problem:
-                raise ManageExistingInvalidReference(existing_ref=existing_ref, reason=problem)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+                raise problem.refusal(name, existing_ref)
+            yield fd
+        finally:
+            self.own_fds.close(fd)
 
     def _volume_ref_name(self, existing_ref: Any) -> str:
         name = manage.reference_name(existing_ref)
         if SEP in name:
-            raise ManageExistingInvalidReference(
-                existing_ref=existing_ref,
-                reason=f"{name!r} is a snapshot file ('@'); manage it as a snapshot",
+            raise mg.invalid_reference(
+                existing_ref,
+                mg.WRONG_KIND,
+                f"{name!r} is a snapshot file ('@'); manage it as a snapshot",
             )
         return name
 
     @translated("manage_existing_get_size")
     def manage_existing_get_size(self, volume: VolumeRef, existing_ref: dict[str, Any]) -> int:
-        fd = self._inspect(self._volume_ref_name(existing_ref), existing_ref, writable=False)
-        try:
+        name = self._volume_ref_name(existing_ref)
+        with self._inspected(name, existing_ref, writable=False) as fd:
             return manage.ceil_gib(os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
 
     @translated("manage_existing")
     def manage_existing(
@@ -59,17 +75,14 @@ class FileManageMixin(FileLayout):
     ) -> ModelUpdate | None:
         name = self._volume_ref_name(existing_ref)
         target = self._checked(volume.name, snapshot=False) if self.manage_rename else name
-        fd = self._inspect(name, existing_ref, writable=True)
-        try:
+        with self._inspected(name, existing_ref, writable=True) as fd:
             renames = self._family_renames(name, target) if target != name else []
             taken = [new for _, new in renames if os.path.lexists(self._path(new))]
             if taken:
-                raise ManageExistingInvalidReference(
-                    existing_ref=existing_ref, reason=f"target name {taken[0]!r} already exists"
+                raise mg.invalid_reference(
+                    existing_ref, mg.NAME_TAKEN, f"target name {taken[0]!r} already exists"
                 )
             self._adopt(fd, renames)
-        finally:
-            os.close(fd)
         return {"provider_location": target, "provider_id": name}
 
     def _family_renames(self, old: str, new: str) -> list[tuple[str, str]]:
@@ -148,22 +161,50 @@ class FileManageMixin(FileLayout):
         sort_keys: Sequence[str],
         sort_dirs: Sequence[str],
     ) -> list[ManageableEntry]:
-        items = manage.scan_dir(self.volumes_dir, snapshots=snapshots)
-        entries = [manage.preliminary_entry(i, managed, snapshots=snapshots) for i in items]
-        page = manage.paginate(entries, marker, limit, offset, sort_keys, sort_dirs)
-        # Reading headers is the slow part: only for the entries actually returned.
-        for entry in page:
-            manage.check_content(self.volumes_dir, entry)
-        return page
+        spec = mg.sort_spec(sort_keys, sort_dirs)
+        names, odd = manage.scan_names(self.volumes_dir, snapshots=snapshots)
+
+        def build(name: str) -> manage.Item | None:
+            raw = odd.get(name, name)
+            return manage.build_item(self.volumes_dir, name, raw, managed, snapshots=snapshots)
+
+        candidates: Iterable[manage.Item | None]
+        if spec.needs_size:  # every file's size is needed to sort: stat them all
+            items = [item for item in map(build, names) if item is not None]
+            candidates = mg.after_marker(
+                mg.ordered(items, spec, _item_name, _item_size), marker, offset, _item_name
+            )
+        else:  # names are enough to sort: stat only what ends up on the page
+            window = mg.after_marker(mg.ordered(names, spec, str), marker, offset, str)
+            candidates = map(build, window)
+        present = (item for item in candidates if item is not None)
+        page = list(islice(present, limit)) if limit is not None and limit >= 0 else list(present)
+        self._check_page(page, snapshots=snapshots)
+        return [item.entry for item in page]
+
+    def _check_page(self, page: list[manage.Item], *, snapshots: bool) -> None:
+        """In-use (one /proc scan for the whole page), then content, for entries still safe."""
+        if not any(item.entry["safe_to_manage"] for item in page):
+            return
+        open_ids = inuse.open_file_ids(ignore_fds=self.own_fds.snapshot(), proc_root=self.proc_root)
+        for item in page:
+            if not item.entry["safe_to_manage"]:
+                continue
+            if (item.st.st_dev, item.st.st_ino) in open_ids:
+                problem = manage.in_use_problem(snapshots=snapshots)
+                mg.mark_unsafe(item.entry, problem.code, problem.reason)
+                continue
+            manage.check_content(self.volumes_dir, item, self.own_fds)
 
     # --- manage snapshots ------------------------------------------------------------------
     def _snapshot_ref_name(self, snapshot: SnapshotRef, existing_ref: Any) -> str:
         name = manage.reference_name(existing_ref)
         parent = self._volume_file(snapshot.volume)
         if not name.startswith(parent + SEP):
-            raise ManageExistingInvalidReference(
-                existing_ref=existing_ref,
-                reason=f"{name!r} is not a snapshot file of volume file {parent!r} "
+            raise mg.invalid_reference(
+                existing_ref,
+                mg.WRONG_KIND,
+                f"{name!r} is not a snapshot file of volume file {parent!r} "
                 f"(expected '{parent}{SEP}<name>')",
             )
         return name
@@ -173,11 +214,8 @@ class FileManageMixin(FileLayout):
         self, snapshot: SnapshotRef, existing_ref: dict[str, Any]
     ) -> int:
         name = self._snapshot_ref_name(snapshot, existing_ref)
-        fd = self._inspect(name, existing_ref, writable=False)
-        try:
+        with self._inspected(name, existing_ref, writable=False) as fd:
             return manage.ceil_gib(os.fstat(fd).st_size)
-        finally:
-            os.close(fd)
 
     @translated("manage_existing_snapshot")
     def manage_existing_snapshot(
@@ -188,15 +226,12 @@ class FileManageMixin(FileLayout):
         target = name
         if self.manage_rename:
             target = self._checked(f"{parent}{SEP}{snapshot.name}", snapshot=True)
-        fd = self._inspect(name, existing_ref, writable=True)
-        try:
+        with self._inspected(name, existing_ref, writable=True) as fd:
             if target != name and os.path.lexists(self._path(target)):
-                raise ManageExistingInvalidReference(
-                    existing_ref=existing_ref, reason=f"target name {target!r} already exists"
+                raise mg.invalid_reference(
+                    existing_ref, mg.NAME_TAKEN, f"target name {target!r} already exists"
                 )
             self._adopt(fd, [(name, target)] if target != name else [])
-        finally:
-            os.close(fd)
         return {"provider_location": target, "provider_id": name}
 
     @translated("unmanage_snapshot")
@@ -218,3 +253,11 @@ class FileManageMixin(FileLayout):
             with contextlib.suppress(VolumeBackendAPIException):
                 managed[self._snapshot_file(snap)] = snap.id
         return self._listing(managed, True, marker, limit, offset, sort_keys, sort_dirs)
+
+
+def _item_name(item: manage.Item) -> str:
+    return item.entry["reference"]["source-name"]
+
+
+def _item_size(item: manage.Item) -> int:
+    return item.entry["size"]

@@ -8,8 +8,10 @@ chunks of immutable bytes, so snapshots and clones share chunks until written
 
 Outside the SDK, tests use ``write``/``read`` to put and check data,
 ``seed_foreign_volume``/``seed_foreign_snapshot`` to create objects Cinder
-does not know (for manage), and ``fail_on`` (option ``memory_fail_on``, a
-comma list of operation names) to make operations fail.
+does not know (for manage), ``set_in_use`` to mark an object as used
+elsewhere (listed unsafe with reason code in_use, refused by manage), and
+``fail_on`` (option ``memory_fail_on``, a comma list of operation names) to
+make operations fail.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from cinderblock.drivers import manageable as mg
 from cinderblock.drivers.base import (
     BaseVD,
     CloneVD,
@@ -30,11 +33,10 @@ from cinderblock.drivers.base import (
     SnapshotVD,
 )
 from cinderblock.drivers.config import BackendConfig
-from cinderblock.drivers.file.manage import ceil_gib, paginate
+from cinderblock.drivers.manageable import ceil_gib, paginate
 from cinderblock.drivers.refs import GiB, ManageableEntry, ModelUpdate, SnapshotRef, VolumeRef
 from cinderblock.exceptions import (
     BackendObjectNotFound,
-    ManageExistingInvalidReference,
     VolumeBackendAPIException,
     VolumeIsBusy,
 )
@@ -47,7 +49,7 @@ SEP = "@"
 class _Object:
     size: int  # bytes
     chunks: dict[int, bytes] = field(default_factory=dict)  # chunk index -> CHUNK bytes
-    in_use: bool = False  # only for seeded foreign volumes: "attached elsewhere"
+    in_use: bool = False  # "attached/open elsewhere": set by tests on foreign objects
 
     def copy(self) -> _Object:
         return _Object(self.size, dict(self.chunks))
@@ -176,15 +178,23 @@ class MemoryDriver(
         with self._lock:
             self._add(name, _Object(size_bytes, in_use=in_use))
 
-    def seed_foreign_snapshot(self, parent_name: str, name: str, size_bytes: int) -> str:
+    def seed_foreign_snapshot(
+        self, parent_name: str, name: str, size_bytes: int, in_use: bool = False
+    ) -> str:
         """Create snapshot object '<parent>@<name>' (data copied from the parent)."""
         with self._lock:
             parent = self._get(parent_name)
             obj = parent.copy()
             obj.truncate(size_bytes)
+            obj.in_use = in_use
             full = f"{parent_name}{SEP}{name}"
             self._add(full, obj)
             return full
+
+    def set_in_use(self, name: str, in_use: bool = True) -> None:
+        """Mark an object as used elsewhere (like a file another process holds open)."""
+        with self._lock:
+            self._get(name).in_use = in_use
 
     # --- core -------------------------------------------------------------------------------
     def do_setup(self) -> None:
@@ -283,33 +293,40 @@ class MemoryDriver(
         if isinstance(existing_ref, dict):
             name = existing_ref.get("source-name", existing_ref.get("source-id"))
         if not isinstance(name, str) or not name:
-            raise ManageExistingInvalidReference(
-                existing_ref=existing_ref, reason="reference must contain 'source-name'"
-            )
-        if name not in self._objects:
-            raise ManageExistingInvalidReference(
-                existing_ref=existing_ref, reason=f"no backend object named {name!r}"
+            raise mg.invalid_reference(
+                existing_ref, mg.BAD_REFERENCE, "reference must contain 'source-name'"
             )
         return name
 
+    def _check_present_and_free(self, name: str, existing_ref: Any) -> None:
+        obj = self._objects.get(name)
+        if obj is None:
+            raise mg.invalid_reference(
+                existing_ref, mg.NOT_FOUND, f"no backend object named {name!r}"
+            )
+        if obj.in_use:
+            raise mg.invalid_reference(
+                existing_ref, mg.IN_USE, f"{name!r} is in use by another process"
+            )
+
+    # Checks in the file driver's order, so both give the same reason code.
     def _volume_ref(self, existing_ref: Any) -> str:
         name = self._ref_name(existing_ref)
         if SEP in name:
-            raise ManageExistingInvalidReference(
-                existing_ref=existing_ref, reason=f"{name!r} is a snapshot; manage it as one"
+            raise mg.invalid_reference(
+                existing_ref, mg.WRONG_KIND, f"{name!r} is a snapshot; manage it as one"
             )
-        if self._objects[name].in_use:
-            raise ManageExistingInvalidReference(existing_ref=existing_ref, reason="volume in use")
+        self._check_present_and_free(name, existing_ref)
         return name
 
     def _snapshot_ref(self, snapshot: SnapshotRef, existing_ref: Any) -> str:
         name = self._ref_name(existing_ref)
         parent = self._volume_name(snapshot.volume)
         if not name.startswith(parent + SEP):
-            raise ManageExistingInvalidReference(
-                existing_ref=existing_ref,
-                reason=f"{name!r} is not a snapshot of {parent!r}",
+            raise mg.invalid_reference(
+                existing_ref, mg.WRONG_KIND, f"{name!r} is not a snapshot of {parent!r}"
             )
+        self._check_present_and_free(name, existing_ref)
         return name
 
     def _renames(self, old: str, new: str, *, family: bool) -> list[tuple[str, str]]:
@@ -327,8 +344,8 @@ class MemoryDriver(
         renames = self._renames(name, target, family=family)
         taken = [new for _, new in renames if new in self._objects]
         if taken:
-            raise ManageExistingInvalidReference(
-                existing_ref=existing_ref, reason=f"target name {taken[0]!r} already exists"
+            raise mg.invalid_reference(
+                existing_ref, mg.NAME_TAKEN, f"target name {taken[0]!r} already exists"
             )
         obj = self._objects[name]
         obj.size = ceil_gib(obj.size) * GiB
@@ -390,18 +407,15 @@ class MemoryDriver(
         for name, obj in self._objects.items():
             if (SEP in name) != snapshots:
                 continue
-            cinder_id = managed.get(name)
-            reason = "already managed" if cinder_id else ("volume in use" if obj.in_use else None)
-            entry: ManageableEntry = {
-                "reference": {"source-name": name},
-                "size": ceil_gib(obj.size),
-                "safe_to_manage": reason is None,
-                "reason_not_safe": reason,
-                "cinder_id": cinder_id,
-                "extra_info": None,
-            }
-            if snapshots:
-                entry["source_reference"] = {"source-name": name.split(SEP, 1)[0]}
+            entry = mg.make_entry(
+                name,
+                ceil_gib(obj.size),
+                cinder_id=managed.get(name),
+                source_name=name.split(SEP, 1)[0],
+                snapshots=snapshots,
+            )
+            if entry["safe_to_manage"] and obj.in_use:
+                mg.mark_unsafe(entry, mg.IN_USE, mg.reason_in_use(snapshots=snapshots))
             entries.append(entry)
         return paginate(entries, marker, limit, offset, sort_keys, sort_dirs)
 
