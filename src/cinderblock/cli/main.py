@@ -7,6 +7,7 @@ import logging
 import sys
 
 from cinderblock import __version__
+from cinderblock.cli import manage as manage_cli
 from cinderblock.config import ConfigError, load_settings, with_default_backend
 
 
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="apply migrations")
     upgrade.set_defaults(func=_db_upgrade)
+    manage_cli.add_parser(sub)
     version = sub.add_parser("version")
     version.set_defaults(func=lambda _args: print(__version__) or 0)
     args = parser.parse_args(argv)
