@@ -207,3 +207,23 @@ def test_backend_failure_on_extend_leaves_error_extending_and_message(
     # error_extending volumes may be deleted.
     assert api.delete(f"/volumes/{volume['id']}").status_code == 202
     api.wait_gone(f"/volumes/{volume['id']}")
+
+
+def test_actions_on_a_volume_no_backend_holds_are_400(api: Api, nowhere_type: dict) -> None:
+    volume, _ = _failed_volume(api, nowhere_type)
+    vid = volume["id"]
+    # Even made "available" by an admin, nothing could carry the work out.
+    assert (
+        api.post(f"/volumes/{vid}/action", {"os-reset_status": {"status": "available"}}).status_code
+        == 202
+    )
+    assert_fault(api.post(f"/volumes/{vid}/action", {"os-extend": {"new_size": 2}}), 400)
+    assert_fault(api.post("/snapshots", {"snapshot": {"volume_id": vid}}), 400)
+    before = [v["id"] for v in api.get("/volumes").json()["volumes"]]
+    assert_fault(api.post("/volumes", {"volume": {"source_volid": vid}}), 400)
+    assert [v["id"] for v in api.get("/volumes").json()["volumes"]] == before
+    shown = api.get(f"/volumes/{vid}").json()["volume"]
+    assert (shown["status"], shown["size"]) == ("available", 1)
+    assert api.get("/snapshots").json()["snapshots"] == []
+    assert api.delete(f"/volumes/{vid}").status_code == 202
+    api.wait_gone(f"/volumes/{vid}")

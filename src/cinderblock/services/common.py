@@ -37,9 +37,11 @@ def backend_of(host: str) -> str:
 
 
 def require_capability(deps: ServiceDeps, host: str | None, capability: str, what: str) -> None:
-    """Refuse (400) an action the owning backend's driver does not implement."""
+    """Refuse (400) an action the owning backend's driver does not implement, or an action
+    on a volume that no backend holds (it failed scheduling): nothing could carry it out,
+    and the status it would start would stay forever."""
     if host is None:
-        return
+        raise exc.InvalidVolume(reason="The volume is not on any backend.")
     caps = deps.capabilities_of(backend_of(host))
     if caps is not None and capability not in caps:
         raise exc.InvalidVolume(reason=f"The volume's backend does not support {what}.")
