@@ -111,14 +111,15 @@ class SchedulerManager:
                     {"status": VolumeStatus.CREATING, "host": None},
                     {"status": VolumeStatus.ERROR},
                 )
-            self.messages.record(
-                ctx,
-                project_id,
-                Resource.VOLUME,
-                volume_id,
-                Action.SCHEDULE_ALLOCATE_VOLUME,
-                Detail.NO_BACKEND,
-            )
+                self.messages.record(
+                    ctx,
+                    project_id,
+                    Resource.VOLUME,
+                    volume_id,
+                    Action.SCHEDULE_ALLOCATE_VOLUME,
+                    Detail.NO_BACKEND,
+                    session=session,
+                )
             return
         with self.db.session() as session:
             won = volumes_repo.compare_and_swap(

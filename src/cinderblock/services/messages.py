@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from enum import Enum, StrEnum
 
+from sqlalchemy.orm import Session
+
 from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
 from cinderblock.db.repo import messages as messages_repo
@@ -66,22 +68,27 @@ class MessageRecorder:
         action: Action,
         detail: Detail,
         detail_arg: str | None = None,
+        session: Session | None = None,
     ) -> None:
         action_id, action_text = action.value
         detail_id, detail_text = detail.value
         if "%s" in detail_text:
             detail_text = detail_text % (detail_arg or "no details")
+        fields = {
+            "project_id": project_id,
+            "request_id": context.request_id,
+            "resource_type": resource.value,
+            "resource_uuid": resource_uuid,
+            "event_id": f"VOLUME_{resource.value}_{action_id}_{detail_id}",
+            "user_message": f"{action_text}: {detail_text}",
+            "ttl_seconds": self._ttl,
+        }
+        if session is not None:
+            # In the caller's transaction: the message is visible with the error status.
+            messages_repo.create(session, **fields)  # type: ignore[arg-type]
+            return
         try:
-            with self._db.session() as session:
-                messages_repo.create(
-                    session,
-                    project_id=project_id,
-                    request_id=context.request_id,
-                    resource_type=resource.value,
-                    resource_uuid=resource_uuid,
-                    event_id=f"VOLUME_{resource.value}_{action_id}_{detail_id}",
-                    user_message=f"{action_text}: {detail_text}",
-                    ttl_seconds=self._ttl,
-                )
+            with self._db.session() as own:
+                messages_repo.create(own, **fields)  # type: ignore[arg-type]
         except Exception:  # a lost message must never mask the failure it reports
             LOG.exception("could not record user message for %s", resource_uuid)

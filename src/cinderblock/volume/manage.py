@@ -103,6 +103,7 @@ class ManageOps:
                 )
         except Exception as err:
             LOG.warning("manage of %s as volume %s failed: %s", existing_ref, volume_id, err)
+            detail, arg = _manage_detail(err)
             with self.db.session() as session:
                 volumes_repo.compare_and_swap(
                     session,
@@ -111,10 +112,16 @@ class ManageOps:
                     {"status": VolumeStatus.ERROR_MANAGING},
                 )
                 claims_repo.release(session, volume_id)
-            detail, arg = _manage_detail(err)
-            self.messages.record(
-                ctx, project_id, Resource.VOLUME, volume_id, Action.MANAGE_VOLUME, detail, arg
-            )
+                self.messages.record(
+                    ctx,
+                    project_id,
+                    Resource.VOLUME,
+                    volume_id,
+                    Action.MANAGE_VOLUME,
+                    detail,
+                    arg,
+                    session=session,
+                )
             return
         values: dict[str, Any] = {
             k: update[k]
@@ -155,6 +162,7 @@ class ManageOps:
                 self._manageable_driver().unmanage(ref)
         except Exception as err:
             LOG.warning("unmanage of volume %s failed: %s", volume_id, err)
+            detail, arg = _manage_detail(err)
             with self.db.session() as session:
                 volumes_repo.compare_and_swap(
                     session,
@@ -162,10 +170,16 @@ class ManageOps:
                     {"status": VolumeStatus.UNMANAGING},
                     {"status": VolumeStatus.ERROR_UNMANAGING},
                 )
-            detail, arg = _manage_detail(err)
-            self.messages.record(
-                ctx, project_id, Resource.VOLUME, volume_id, Action.UNMANAGE_VOLUME, detail, arg
-            )
+                self.messages.record(
+                    ctx,
+                    project_id,
+                    Resource.VOLUME,
+                    volume_id,
+                    Action.UNMANAGE_VOLUME,
+                    detail,
+                    arg,
+                    session=session,
+                )
             return
         with self.db.session() as session:
             volumes_repo.delete_row(session, volume_id)
@@ -209,6 +223,7 @@ class ManageOps:
                 update: ModelUpdate = driver.manage_existing_snapshot(sref, existing_ref) or {}
         except Exception as err:
             LOG.warning("manage of %s as snapshot %s failed: %s", existing_ref, snapshot_id, err)
+            detail, arg = _manage_detail(err)
             with self.db.session() as session:
                 snapshots_repo.compare_and_swap(
                     session,
@@ -217,10 +232,16 @@ class ManageOps:
                     {"status": SnapshotStatus.ERROR},
                 )
                 claims_repo.release(session, snapshot_id)
-            detail, arg = _manage_detail(err)
-            self.messages.record(
-                ctx, project_id, Resource.SNAPSHOT, snapshot_id, Action.MANAGE_SNAPSHOT, detail, arg
-            )
+                self.messages.record(
+                    ctx,
+                    project_id,
+                    Resource.SNAPSHOT,
+                    snapshot_id,
+                    Action.MANAGE_SNAPSHOT,
+                    detail,
+                    arg,
+                    session=session,
+                )
             return
         values = {
             k: update[k]
@@ -258,6 +279,7 @@ class ManageOps:
                 driver.unmanage_snapshot(sref)
         except Exception as err:
             LOG.warning("unmanage of snapshot %s failed: %s", snapshot_id, err)
+            detail, arg = _manage_detail(err)
             with self.db.session() as session:
                 snapshots_repo.compare_and_swap(
                     session,
@@ -265,16 +287,16 @@ class ManageOps:
                     {"status": SnapshotStatus.UNMANAGING},
                     {"status": SnapshotStatus.ERROR},
                 )
-            detail, arg = _manage_detail(err)
-            self.messages.record(
-                ctx,
-                project_id,
-                Resource.SNAPSHOT,
-                snapshot_id,
-                Action.UNMANAGE_SNAPSHOT,
-                detail,
-                arg,
-            )
+                self.messages.record(
+                    ctx,
+                    project_id,
+                    Resource.SNAPSHOT,
+                    snapshot_id,
+                    Action.UNMANAGE_SNAPSHOT,
+                    detail,
+                    arg,
+                    session=session,
+                )
             return
         with self.db.session() as session:
             snapshots_repo.delete_row(session, snapshot_id)

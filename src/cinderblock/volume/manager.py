@@ -311,12 +311,14 @@ class VolumeManager(ManageOps):
         action: Action,
         error: Exception,
     ) -> None:
+        detail, arg = _detail_for(error)
         with self.db.session() as session:
             volumes_repo.compare_and_swap(
                 session, volume_id, {"status": from_status}, {"status": to_status}
             )
-        detail, arg = _detail_for(error)
-        self.messages.record(ctx, project_id, Resource.VOLUME, volume_id, action, detail, arg)
+            self.messages.record(
+                ctx, project_id, Resource.VOLUME, volume_id, action, detail, arg, session=session
+            )
 
     # --- snapshots ---------------------------------------------------------------
     def create_snapshot(self, context: dict[str, Any], snapshot_id: str) -> None:
@@ -413,14 +415,23 @@ class VolumeManager(ManageOps):
         error: Exception,
         detail: Detail | None = None,
     ) -> None:
+        arg = None
+        if detail is None:
+            detail, arg = _detail_for(error)
         with self.db.session() as session:
             snapshots_repo.compare_and_swap(
                 session, snapshot_id, {"status": from_status}, {"status": to_status}
             )
-        arg = None
-        if detail is None:
-            detail, arg = _detail_for(error)
-        self.messages.record(ctx, project_id, Resource.SNAPSHOT, snapshot_id, action, detail, arg)
+            self.messages.record(
+                ctx,
+                project_id,
+                Resource.SNAPSHOT,
+                snapshot_id,
+                action,
+                detail,
+                arg,
+                session=session,
+            )
 
     # --- queries -----------------------------------------------------------------
     def get_stats(self, refresh: bool = False) -> dict[str, Any]:
