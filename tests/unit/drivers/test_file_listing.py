@@ -173,3 +173,69 @@ def test_limit_zero_and_offset_past_the_end(file_driver: FileDriver, crowded: li
     assert entries(file_driver, limit=0) == []
     assert entries(file_driver, offset=len(crowded)) == []
     assert len(entries(file_driver, offset=len(crowded) - 3, limit=10)) == 3
+
+
+# --- the name cache -----------------------------------------------------------------------
+def age(directory: Path, seconds: int = 3600) -> None:
+    """Make the directory look unchanged for a while (as a quiet backend is)."""
+    st = os.stat(directory)
+    os.utime(directory, ns=(st.st_atime_ns, st.st_mtime_ns - seconds * 10**9))
+
+
+def listed_names(driver: FileDriver, **kwargs: Any) -> list[str]:
+    return [e["reference"]["source-name"] for e in entries(driver, **kwargs)]
+
+
+def test_names_of_a_quiet_directory_are_read_once(file_driver: FileDriver) -> None:
+    d = Path(file_driver.volumes_dir)
+    for name in ("a", "b", "c"):
+        make_file(d / name, MiB)
+    age(d)
+    cache = file_driver.name_cache
+    reads = cache.reads
+    assert listed_names(file_driver) == ["a", "b", "c"]
+    assert listed_names(file_driver, sort_dirs=["desc"]) == ["c", "b", "a"]
+    assert listed_names(file_driver, marker={"source-name": "a"}) == ["b", "c"]
+    assert cache.reads == reads + 1
+    # Snapshots are listed from their own cache entry.
+    assert entries(file_driver, snapshots=True) == []
+    assert cache.reads == reads + 2
+
+
+@pytest.mark.parametrize("change", ["create", "remove", "rename", "manage"])
+def test_any_change_is_seen_at_once(file_driver: FileDriver, change: str) -> None:
+    d = Path(file_driver.volumes_dir)
+    for name in ("a", "b"):
+        make_file(d / name, MiB)
+    age(d)
+    assert listed_names(file_driver) == ["a", "b"]
+    expected = {
+        "create": ["a", "b", "c"],
+        "remove": ["b"],
+        "rename": ["b", "z"],
+        "manage": ["b", "volume-m1"],
+    }[change]
+    if change == "create":
+        make_file(d / "c", MiB)
+    elif change == "remove":
+        os.unlink(d / "a")
+    elif change == "rename":
+        os.rename(d / "a", d / "z")
+    else:
+        file_driver.manage_existing(VolumeRef(id="m1", size=1), {"source-name": "a"})
+    # Immediately, within the same timestamp tick as the listing before.
+    assert listed_names(file_driver) == expected
+    reads = file_driver.name_cache.reads
+    # Just changed: not cached, so a second change right now is seen too.
+    make_file(d / "zz", MiB)
+    assert listed_names(file_driver) == [*expected, "zz"]
+    assert file_driver.name_cache.reads == reads + 1
+
+
+def test_recently_changed_directory_is_read_every_time(file_driver: FileDriver) -> None:
+    d = Path(file_driver.volumes_dir)
+    make_file(d / "a", MiB)
+    reads = file_driver.name_cache.reads
+    for _ in range(3):
+        assert listed_names(file_driver) == ["a"]
+    assert file_driver.name_cache.reads == reads + 3

@@ -45,7 +45,7 @@ from cinderblock.drivers.base import (
     SnapshotVD,
 )
 from cinderblock.drivers.config import BackendConfig
-from cinderblock.drivers.file import fileops, inuse
+from cinderblock.drivers.file import fileops, inuse, manage
 from cinderblock.drivers.file.layout import translated
 from cinderblock.drivers.file.managed import FileManageMixin
 from cinderblock.drivers.refs import GiB, ModelUpdate, SnapshotRef, VolumeRef
@@ -85,6 +85,7 @@ class FileDriver(
         self.manage_rename = config.get_bool("file_manage_rename", True)
         self.reflink_supported = False
         self.own_fds = inuse.OwnFds()
+        self.name_cache = manage.NameCache()
         self._stats: dict[str, Any] | None = None
 
     # --- lifecycle -------------------------------------------------------------

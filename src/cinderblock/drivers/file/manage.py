@@ -11,9 +11,10 @@ Every refusal and every unsafe listing entry carries a reason code from
 cinderblock.drivers.manageable (symlink, hard_linked, not_raw...).
 
 Listings are built so that their cost follows the page, not the directory:
-names are read without stat; only a sort by size stats every file; the
-page's entries alone are stat-ed, checked against one /proc scan and have
-their header read.
+names are read without stat (and reused while the directory provably has not
+changed, see NameCache); only a sort by size stats every file; the page's
+entries alone are stat-ed, checked against one /proc scan and have their
+header read.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ import os
 import shutil
 import stat
 import subprocess
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -251,6 +254,43 @@ def scan_names(directory: str, *, snapshots: bool) -> tuple[list[str], dict[str,
     return names, odd
 
 
+class NameCache:
+    """Sorted listing names of a directory, reused while it provably has not changed.
+
+    Creating, removing or renaming an entry sets the directory's mtime (and
+    ctime) to the current time. The cache key is the directory's (dev, ino,
+    mtime, ctime) taken *before* reading it, and a listing is kept only when
+    that mtime was already MIN_AGE_NS old: any later change then sets an mtime
+    that differs from the key, even with coarse filesystem timestamps. A
+    directory changed within the last MIN_AGE_NS is simply read again.
+    """
+
+    MIN_AGE_NS = 2 * 10**9
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cached: dict[bool, tuple[tuple[int, ...], tuple[str, ...], dict[str, str]]] = {}
+        self.reads = 0  # directory reads done (for tests and benchmarks)
+
+    def names(self, directory: str, *, snapshots: bool) -> tuple[tuple[str, ...], dict[str, str]]:
+        """(names sorted ascending, odd) as scan_names gives them; do not mutate odd."""
+        st = os.stat(directory)
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        with self._lock:
+            hit = self._cached.get(snapshots)
+        if hit is not None and hit[0] == key:
+            return hit[1], hit[2]
+        names, odd = scan_names(directory, snapshots=snapshots)
+        result = tuple(sorted(names))
+        self.reads += 1
+        with self._lock:
+            if time.time_ns() - st.st_mtime_ns > self.MIN_AGE_NS:
+                self._cached[snapshots] = (key, result, odd)
+            else:
+                self._cached.pop(snapshots, None)
+        return result, odd
+
+
 @dataclass(slots=True)
 class Item:
     """A listing entry with what the driver needs to finish checking it."""
@@ -272,18 +312,43 @@ def _name_listing_problem(name: str, raw: str, *, snapshots: bool) -> Problem | 
     return None
 
 
+def listed_size(st: os.stat_result) -> int:
+    """The size a listing shows: whole GiB rounded up; 0 for what is not a regular file."""
+    return ceil_gib(st.st_size) if stat.S_ISREG(st.st_mode) else 0
+
+
+def lstat_all(
+    directory: str, names: Iterable[str], odd: Mapping[str, str]
+) -> dict[str, os.stat_result]:
+    """lstat of each listed name (by shown name); files gone meanwhile are left out."""
+    base = os.path.join(directory, "")
+    stats = {}
+    for name in names:
+        try:
+            stats[name] = os.lstat(base + odd.get(name, name))
+        except FileNotFoundError:
+            continue
+    return stats
+
+
 def build_item(
-    directory: str, name: str, raw: str, managed: Mapping[str, str], *, snapshots: bool
+    directory: str,
+    name: str,
+    raw: str,
+    managed: Mapping[str, str],
+    *,
+    snapshots: bool,
+    st: os.stat_result | None = None,
 ) -> Item | None:
     """Listing entry from lstat only (None if the file is gone); content is checked later."""
-    try:
-        st = os.lstat(os.path.join(directory, raw))
-    except FileNotFoundError:  # removed while listing
-        return None
-    regular = stat.S_ISREG(st.st_mode)
+    if st is None:
+        try:
+            st = os.lstat(os.path.join(directory, raw))
+        except FileNotFoundError:  # removed while listing
+            return None
     entry = mg.make_entry(
         name,
-        ceil_gib(st.st_size) if regular else 0,
+        listed_size(st),
         cinder_id=managed.get(raw),
         source_name=name.split(SNAP_SEP, 1)[0] if snapshots else None,
         snapshots=snapshots,

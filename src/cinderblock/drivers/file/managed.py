@@ -30,6 +30,7 @@ class FileManageMixin(FileLayout):
 
     manage_rename: bool
     own_fds: inuse.OwnFds  # descriptors the /proc scan must not count
+    name_cache: manage.NameCache
     proc_root: str = inuse.PROC
 
     @contextlib.contextmanager
@@ -162,20 +163,23 @@ class FileManageMixin(FileLayout):
         sort_dirs: Sequence[str],
     ) -> list[ManageableEntry]:
         spec = mg.sort_spec(sort_keys, sort_dirs)
-        names, odd = manage.scan_names(self.volumes_dir, snapshots=snapshots)
+        names, odd = self.name_cache.names(self.volumes_dir, snapshots=snapshots)
 
-        def build(name: str) -> manage.Item | None:
+        def build(name: str, st: os.stat_result | None = None) -> manage.Item | None:
             raw = odd.get(name, name)
-            return manage.build_item(self.volumes_dir, name, raw, managed, snapshots=snapshots)
+            return manage.build_item(
+                self.volumes_dir, name, raw, managed, snapshots=snapshots, st=st
+            )
 
         candidates: Iterable[manage.Item | None]
-        if spec.needs_size:  # every file's size is needed to sort: stat them all
-            items = [item for item in map(build, names) if item is not None]
-            candidates = mg.after_marker(
-                mg.ordered(items, spec, _item_name, _item_size), marker, offset, _item_name
-            )
-        else:  # names are enough to sort: stat only what ends up on the page
-            window = mg.after_marker(mg.ordered(names, spec, str), marker, offset, str)
+        if spec.needs_size:  # every file's size is needed to sort: lstat them all
+            stats = manage.lstat_all(self.volumes_dir, names, odd)
+            by_size = mg.ordered(stats, spec, str, lambda name: manage.listed_size(stats[name]))
+            window = mg.names_after_marker(by_size, marker, offset)
+            candidates = (build(name, stats[name]) for name in window)
+        else:  # names are unique and enough to sort: stat only what ends up on the page
+            _, descending = spec.order[0]
+            window = mg.names_after_marker(names[::-1] if descending else names, marker, offset)
             candidates = map(build, window)
         present = (item for item in candidates if item is not None)
         page = list(islice(present, limit)) if limit is not None and limit >= 0 else list(present)
@@ -253,11 +257,3 @@ class FileManageMixin(FileLayout):
             with contextlib.suppress(VolumeBackendAPIException):
                 managed[self._snapshot_file(snap)] = snap.id
         return self._listing(managed, True, marker, limit, offset, sort_keys, sort_dirs)
-
-
-def _item_name(item: manage.Item) -> str:
-    return item.entry["reference"]["source-name"]
-
-
-def _item_size(item: manage.Item) -> int:
-    return item.entry["size"]
