@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from cbhelpers import assert_fault, mem_volume, sample_body, volume_ids
 
-from conftest import Api
+from conftest import Api, RunningService
 
 
 @pytest.fixture
@@ -328,3 +330,31 @@ def test_time_filters_from_3_60(api: Api) -> None:
     assert names(f"?created_at=gte:{created}", v="3.59") == ["first", "second"]
     assert_fault(api.get("/volumes?created_at=after:2000-01-01", version="3.60"), 400)
     assert_fault(api.get("/volumes?created_at=gt:yesterday", version="3.60"), 400)
+
+
+@pytest.fixture
+def max_limit_2(cinder: RunningService) -> Iterator[None]:
+    """Run the service with osapi_max_limit = 2 for one test (settings are read per request)."""
+    deps = cinder.service.deps
+    original = deps.settings
+    deps.settings = dataclasses.replace(original, osapi_max_limit=2)
+    try:
+        yield
+    finally:
+        deps.settings = original
+
+
+def test_limit_is_capped_at_osapi_max_limit(api: Api, max_limit_2: None) -> None:
+    made = {mem_volume(api, name=f"c{i}")["id"] for i in range(3)}
+    for query in ("?limit=100", "", "?limit=99999999999999999999"):
+        body = api.get(f"/volumes{query}").json()
+        assert len(body["volumes"]) == 2, query
+        assert "volumes_links" in body  # a full page, even without an explicit limit
+    seen: list[str] = []
+    url: str | None = api.url("/volumes/detail?limit=100")
+    while url:
+        body = api.client.get(url, headers=api.headers()).json()
+        seen.extend(v["id"] for v in body["volumes"])
+        url = body["volumes_links"][0]["href"] if body.get("volumes_links") else None
+        assert len(seen) <= 6
+    assert sorted(seen) == sorted(made)
