@@ -73,7 +73,7 @@ def build_routes(deps: ServiceDeps, extra: list[RouteSpec] | None = None) -> lis
     routes: list[BaseRoute] = [
         Route("/", endpoint(misc.versions_root, deps, needs_auth=False), methods=["GET"]),
         Route("/v3/", endpoint(misc.versions_v3, deps, needs_auth=False), methods=["GET"]),
-        Route("/v3", _redirect_to_v3, methods=["GET"]),
+        Route("/v3", _redirect_to_v3(deps.settings.public_endpoint), methods=["GET"]),
     ]
     for path, methods, handler, min_version in [*V3_ROUTES, *(extra or [])]:
         # Both URL forms are served at every version (3.67 only documents the short one).
@@ -97,13 +97,19 @@ def _version_or_none(request: Request) -> APIVersion | None:
         return None
 
 
-async def _redirect_to_v3(request: Request) -> Response:
-    url = request.url
-    response = RedirectResponse(f"{url.scheme}://{url.netloc}/v3/", status_code=302)
-    request_id = new_request_id()
-    response.headers["x-compute-request-id"] = request_id
-    response.headers["x-openstack-request-id"] = request_id
-    return response
+def _redirect_to_v3(public_endpoint: str | None) -> Callable[[Request], Any]:
+    """GET /v3 -> 302 to the absolute /v3/ (keystoneauth follows Location literally)."""
+
+    async def redirect(request: Request) -> Response:
+        url = request.url
+        base = public_endpoint.rstrip("/") if public_endpoint else f"{url.scheme}://{url.netloc}"
+        response = RedirectResponse(f"{base}/v3/", status_code=302)
+        request_id = new_request_id()
+        response.headers["x-compute-request-id"] = request_id
+        response.headers["x-openstack-request-id"] = request_id
+        return response
+
+    return redirect
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
