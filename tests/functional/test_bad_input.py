@@ -325,6 +325,8 @@ def test_deeply_nested_json_is_400(api: Api, nothing_created: None) -> None:
         "quote ' and \" and \\ backslash",
         "Robert'); DROP TABLE volumes;--",
         "x" * 255,
+        "🚀" * 255,
+        "名" * 255,
     ],
 )
 def test_unusual_names_round_trip(api: Api, name: str) -> None:
@@ -486,3 +488,13 @@ def test_odd_bodies_never_500(api: Api, cinder: RunningService) -> None:
     shown = api.get(f"/volumes/{volume['id']}").json()["volume"]
     assert shown["status"] in ("available", "error")  # reset_status bodies may apply
     assert api.get(f"/snapshots/{snap['id']}").status_code in (200, 404)
+
+
+def test_longest_metadata_keys_and_values_fit(api: Api) -> None:
+    key = "k" * 255
+    volume = mem_volume(api, metadata={key: "é" * 255, "a:b.c-d_e/f g": "v"})
+    assert api.get(f"/volumes/{volume['id']}/metadata").json()["metadata"] == {
+        key: "é" * 255,
+        "a:b.c-d_e/f g": "v",
+    }
+    assert api.get(f"/volumes/{volume['id']}/metadata/{key}").json() == {"meta": {key: "é" * 255}}
