@@ -8,6 +8,7 @@ from cbhelpers import (
     assert_fault,
     assert_request_ids,
     assert_version_headers,
+    backend_type,
     mem_volume,
     raw,
     sample,
@@ -274,3 +275,18 @@ def test_method_not_allowed_is_a_fault(api: Api) -> None:
     resp = api.request("PATCH", "/volumes")
     assert resp.status_code in (404, 405)
     assert_fault(resp, resp.status_code)
+
+
+def test_headers_on_empty_and_accepted_responses(api: Api) -> None:
+    created = api.post(
+        "/volumes", {"volume": {"size": 1, "volume_type": backend_type(api, "mem")["name"]}}
+    )
+    assert created.status_code == 202
+    assert_version_headers(created, "3.71")
+    assert_request_ids(created)
+    api.wait_volume(created.json()["volume"]["id"])
+    deleted = api.delete(f"/volumes/{created.json()['volume']['id']}", version="3.50")
+    assert deleted.status_code == 202
+    assert deleted.content == b""
+    assert_version_headers(deleted, "3.50")
+    assert_request_ids(deleted)
