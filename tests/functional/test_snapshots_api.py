@@ -393,3 +393,14 @@ def test_snapshot_paging_over_ties(api: Api, sort: str) -> None:
         url = body["snapshots_links"][0]["href"] if body.get("snapshots_links") else None
         assert len(seen) <= len(made) + 2
     assert seen == full
+
+
+def test_snapshot_zone_and_quota_filters(member_api: Api) -> None:
+    volume = mem_volume(member_api)
+    snap = snapshot(member_api, volume["id"])
+    assert _snap_names(member_api, "?availability_zone=nova") == [snap["name"]]
+    assert _snap_names(member_api, "?availability_zone=elsewhere") == []
+    assert len(_snap_names(member_api, "?consumes_quota=true", version="3.65")) == 1
+    assert _snap_names(member_api, "?consumes_quota=false", version="3.65") == []
+    # Before 3.65 the filter does not exist and is dropped (before 3.31) or refused.
+    assert len(_snap_names(member_api, "?consumes_quota=false", version="3.30")) == 1

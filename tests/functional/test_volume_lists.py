@@ -358,3 +358,12 @@ def test_limit_is_capped_at_osapi_max_limit(api: Api, max_limit_2: None) -> None
         url = body["volumes_links"][0]["href"] if body.get("volumes_links") else None
         assert len(seen) <= 6
     assert sorted(seen) == sorted(made)
+
+
+def test_consumes_quota_filter_from_3_65(member_api: Api) -> None:
+    mem_volume(member_api)
+    assert len(volume_ids(member_api, "?consumes_quota=true", version="3.65")) == 1
+    assert volume_ids(member_api, "?consumes_quota=false", version="3.65") == []
+    # Version-gated filters are dropped below their version.
+    assert len(volume_ids(member_api, "?consumes_quota=false", version="3.64")) == 1
+    assert_fault(member_api.get("/volumes?consumes_quota=maybe", version="3.65"), 400)
