@@ -381,3 +381,8 @@ def test_volume_summary_is_per_project(api: Api, cinder: RunningService) -> None
     mem_volume(other, size=5)
     summary = api.get("/volumes/summary").json()["volume-summary"]
     assert (summary["total_count"], summary["total_size"]) == (0, 0)
+
+
+def test_empty_volume_type_means_the_default(api: Api) -> None:
+    volume = api.create_volume(size=1, volume_type="")
+    assert volume["volume_type"] == "__DEFAULT__"

@@ -159,7 +159,7 @@ def create(req: ApiRequest) -> Reply:
         size=validation.size_value("size", size) if size is not None else None,
         name=validation.strip_name(vol.get("name", vol.get("display_name"))),
         description=validation.strip_name(vol.get("description", vol.get("display_description"))),
-        volume_type=vol.get("volume_type"),
+        volume_type=vol.get("volume_type") or None,  # "" means the default, as in Cinder
         availability_zone=vol.get("availability_zone"),
         metadata=vol.get("metadata") or {},
         snapshot_id=vol.get("snapshot_id"),
