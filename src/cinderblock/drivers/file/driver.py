@@ -16,7 +16,8 @@ Naming convention inside ``file_volumes_dir``:
 A failed operation never loses data: new files are written under a temp name,
 fsynced and renamed into place without replacing anything (revert is the one
 deliberate atomic replace); extend only grows a file; manage refuses a bad
-reference before changing anything.
+reference before changing anything, including a file some process holds open
+(managed.py, inuse.py).
 
 Snapshots, clones and volumes from snapshots are reflinks (FICLONE) where the
 filesystem supports it (XFS with reflink=1, btrfs...); otherwise a copy that
