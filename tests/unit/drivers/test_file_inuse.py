@@ -123,10 +123,9 @@ def test_manage_refuses_a_file_opened_after_the_listing(
     assert (sorted(os.listdir(d)), os.stat(d / "legacy").st_size) == before
     proc.kill()
     proc.wait()
-    assert file_driver.manage_existing(vol, ref) == {
-        "provider_location": "volume-m1",
-        "provider_id": "legacy",
-    }
+    update = file_driver.manage_existing(vol, ref)
+    assert update is not None
+    assert (update["provider_location"], update["provider_id"]) == ("volume-m1", "legacy")
 
 
 def test_manage_snapshot_refuses_a_file_in_use(file_driver: FileDriver, holder: Any) -> None:

@@ -240,7 +240,15 @@ def test_manage_grows_sparsely_to_whole_gib(file_driver: FileDriver) -> None:
     vol = VolumeRef(id="m1", size=2)
     assert file_driver.manage_existing_get_size(vol, {"source-id": "legacy"}) == 2
     update = file_driver.manage_existing(vol, {"source-id": "legacy"})
-    assert update == {"provider_location": "volume-m1", "provider_id": "legacy"}
+    assert update == {
+        "provider_location": "volume-m1",
+        "provider_id": "legacy",
+        # The exact original size survives the growth to whole GiB.
+        "admin_metadata": {
+            "manage_original_name": "legacy",
+            "manage_original_size_bytes": str(GiB + GiB // 2),
+        },
+    }
     st = os.stat(d / "volume-m1")
     assert st.st_size == 2 * GiB
     assert st.st_blocks * 512 < MiB
@@ -261,7 +269,8 @@ def test_manage_without_rename_keeps_the_name(make_file_driver: Any) -> None:
     make_file(d / "legacy", GiB, b"x")
     vol = VolumeRef(id="m1", size=1)
     update = driver.manage_existing(vol, {"source-name": "legacy"})
-    assert update == {"provider_location": "legacy", "provider_id": "legacy"}
+    assert update is not None
+    assert (update["provider_location"], update["provider_id"]) == ("legacy", "legacy")
     vol = VolumeRef(id="m1", size=1, provider_location="legacy", provider_id="legacy")
     assert driver.volume_exists(vol)
     assert driver.local_path(vol) == str(d / "legacy")

@@ -83,8 +83,17 @@ class FileManageMixin(FileLayout):
                 raise mg.invalid_reference(
                     existing_ref, mg.NAME_TAKEN, f"target name {taken[0]!r} already exists"
                 )
+            original_bytes = os.fstat(fd).st_size
             self._adopt(fd, renames)
-        return {"provider_location": target, "provider_id": name}
+        return {
+            "provider_location": target,
+            "provider_id": name,
+            # The file was grown to whole GiB; the operator keeps its true size.
+            "admin_metadata": {
+                "manage_original_name": name,
+                "manage_original_size_bytes": str(original_bytes),
+            },
+        }
 
     def _family_renames(self, old: str, new: str) -> list[tuple[str, str]]:
         """A volume file and its snapshot files move together so '@' parents stay right."""

@@ -367,8 +367,16 @@ class MemoryDriver(
     ) -> ModelUpdate | None:
         with self._op("manage_existing"):
             name = self._volume_ref(existing_ref)
+            original_bytes = self._objects[name].size
             self._adopt(name, volume.name, existing_ref, family=True)
-            return {"provider_location": volume.name, "provider_id": name}
+            return {
+                "provider_location": volume.name,
+                "provider_id": name,
+                "admin_metadata": {
+                    "manage_original_name": name,
+                    "manage_original_size_bytes": str(original_bytes),
+                },
+            }
 
     def unmanage(self, volume: VolumeRef) -> None:
         with self._op("unmanage"):
