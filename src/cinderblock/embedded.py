@@ -1,13 +1,17 @@
-"""Assemble a whole cinderblock in one process: API, scheduler, volume services.
+"""Assemble cinderblock's parts in a process: API, scheduler, volume services.
 
-Used by `cinderblock serve` and by the tests, which run the same assembly
-behind a real HTTP server.
+`build(settings)` makes all three with the in-process transport (embedded mode,
+`cinderblock serve`). Distributed mode builds the same parts one role at a time
+(`roles=("api",)`, `("scheduler",)`, `("volume",)`) around a RabbitMQ transport
+and a shared database; the code path is the same.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +22,7 @@ from cinderblock.config import Settings
 from cinderblock.db.database import Database
 from cinderblock.db.repo import services as services_repo
 from cinderblock.drivers.registry import load_driver
+from cinderblock.rpc.base import Transport
 from cinderblock.rpc.inprocess import InProcessTransport
 from cinderblock.scheduler.manager import SCHEDULER_TOPIC, SchedulerManager, volume_topic
 from cinderblock.services.common import ServiceDeps
@@ -27,15 +32,16 @@ from cinderblock.volume.manager import VolumeManager
 LOG = logging.getLogger(__name__)
 VOLUME_BINARY = "cinder-volume"
 SCHEDULER_BINARY = "cinder-scheduler"
+ALL_ROLES = ("api", "scheduler", "volume")
 
 
 @dataclass
 class Embedded:
     settings: Settings
     db: Database
-    transport: InProcessTransport
+    transport: Transport
     deps: ServiceDeps
-    scheduler: SchedulerManager
+    scheduler: SchedulerManager | None = None
     managers: dict[str, VolumeManager] = field(default_factory=dict)
     app: Starlette | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -48,6 +54,11 @@ class Embedded:
             self._ticker.join(timeout=5)
         self.transport.stop()
         self.db.dispose()
+
+    def drain(self) -> None:
+        """Wait for in-process work to finish (tests; no-op for a broker)."""
+        if isinstance(self.transport, InProcessTransport):
+            self.transport.drain()
 
     def _tick(self) -> None:
         """Heartbeats and periodic stats, every report_interval seconds."""
@@ -62,23 +73,112 @@ class Embedded:
                 manager.publish_stats(refresh=True)
 
 
-def build(settings: Settings, *, migrate: bool = True, start_ticker: bool = True) -> Embedded:
+class _CapabilityCache:
+    """Capabilities of every backend, from live managers or the services table."""
+
+    def __init__(self, db: Database, managers: dict[str, VolumeManager], ttl: float = 5.0):
+        self._db = db
+        self._managers = managers
+        self._ttl = ttl
+        self._loaded = 0.0
+        self._cache: dict[str, frozenset[str]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, backend_host: str) -> frozenset[str] | None:
+        manager = self._managers.get(backend_host)
+        if manager is not None:
+            return manager.capabilities
+        with self._lock:
+            if time.monotonic() - self._loaded > self._ttl:
+                self._cache = self._load()
+                self._loaded = time.monotonic()
+            return self._cache.get(backend_host)
+
+    def _load(self) -> dict[str, frozenset[str]]:
+        out = {}
+        with self._db.session() as session:
+            for service in services_repo.list_(session, VOLUME_BINARY):
+                stats = services_repo.stats_of(service) or {}
+                caps = stats.get("capabilities")
+                if isinstance(caps, list):
+                    out[service.host] = frozenset(str(c) for c in caps)
+        return out
+
+
+def build(
+    settings: Settings,
+    *,
+    roles: Iterable[str] = ALL_ROLES,
+    transport: Transport | None = None,
+    migrate: bool = True,
+    start_ticker: bool = True,
+) -> Embedded:
+    roles = tuple(roles)
     db = Database(settings.database_url)
     if migrate:
         db.upgrade()
     db.ensure_default_type(settings.default_volume_type)
-    transport = InProcessTransport(
-        workers=settings.rpc_workers, call_timeout=settings.rpc_call_timeout
-    )
+    if transport is None:
+        transport = InProcessTransport(
+            workers=settings.rpc_workers, call_timeout=settings.rpc_call_timeout
+        )
     messages = MessageRecorder(db, settings.message_ttl)
     deps = ServiceDeps(settings=settings, db=db, transport=transport, messages=messages)
+    embedded = Embedded(settings=settings, db=db, transport=transport, deps=deps)
+    deps.capabilities_of = _CapabilityCache(db, embedded.managers)
+    if "scheduler" in roles:
+        _start_scheduler(embedded)
+    if "volume" in roles:
+        _start_volume_services(embedded)
+    embedded.drain()  # the first stats reach the scheduler before requests do
+    if embedded.scheduler is not None:
+        embedded.scheduler.recover()
+    if "api" in roles:
+        embedded.app = create_app(deps)
+    if start_ticker and (embedded._service_ids or embedded.managers):
+        embedded._ticker = threading.Thread(target=embedded._tick, name="ticker", daemon=True)
+        embedded._ticker.start()
+    return embedded
+
+
+def _register(embedded: Embedded, host: str, binary: str, topic: str) -> str:
+    with embedded.db.session() as session:
+        service = services_repo.register(
+            session, host, binary, topic, embedded.settings.storage_availability_zone
+        )
+        embedded._service_ids.append(service.id)
+        return service.uuid
+
+
+def _start_scheduler(embedded: Embedded) -> None:
+    settings = embedded.settings
+    scheduler = SchedulerManager(embedded.db, embedded.transport, embedded.deps.messages, zones={})
+    # A scheduler that starts after the volume services learns their last stats
+    # from the database instead of waiting for the next report.
+    with embedded.db.session() as session:
+        known = [
+            (s.host, services_repo.stats_of(s), s.availability_zone)
+            for s in services_repo.list_(session, VOLUME_BINARY)
+        ]
+    for host, stats, zone in known:
+        if stats:
+            scheduler.update_service_capabilities(
+                backend_host=host, stats=stats, availability_zone=zone
+            )
+    _register(embedded, settings.host, SCHEDULER_BINARY, SCHEDULER_TOPIC)
+    embedded.transport.serve(SCHEDULER_TOPIC, scheduler)
+    embedded.scheduler = scheduler
+
+
+def _start_volume_services(embedded: Embedded) -> None:
+    settings = embedded.settings
     zone = settings.storage_availability_zone
-    scheduler = SchedulerManager(db, transport, messages, zones={})
-    embedded = Embedded(
-        settings=settings, db=db, transport=transport, deps=deps, scheduler=scheduler
-    )
+    transport = embedded.transport
+    db = embedded.db
 
     def publish(backend_host: str, stats: dict[str, Any]) -> None:
+        with db.session() as session:
+            services_repo.save_stats(session, backend_host, VOLUME_BINARY, stats)
         transport.cast(
             SCHEDULER_TOPIC,
             "update_service_capabilities",
@@ -87,24 +187,14 @@ def build(settings: Settings, *, migrate: bool = True, start_ticker: bool = True
             availability_zone=zone,
         )
 
-    with db.session() as session:
-        embedded._service_ids.append(
-            services_repo.register(
-                session, settings.host, SCHEDULER_BINARY, SCHEDULER_TOPIC, zone
-            ).id
-        )
-    transport.serve(SCHEDULER_TOPIC, scheduler)
     for backend in settings.backends:
         host = f"{settings.host}@{backend.name}"
-        with db.session() as session:
-            service = services_repo.register(session, host, VOLUME_BINARY, volume_topic(host), zone)
-            embedded._service_ids.append(service.id)
-            service_uuid = service.uuid
+        service_uuid = _register(embedded, host, VOLUME_BINARY, volume_topic(host))
         manager = VolumeManager(
             host=host,
             db=db,
             driver=load_driver(backend, host),
-            messages=messages,
+            messages=embedded.deps.messages,
             publish_stats=publish,
             availability_zone=zone,
             service_uuid=service_uuid,
@@ -112,12 +202,3 @@ def build(settings: Settings, *, migrate: bool = True, start_ticker: bool = True
         manager.init_host()
         transport.serve(volume_topic(host), manager)
         embedded.managers[host] = manager
-    managers = embedded.managers
-    deps.capabilities_of = lambda host: managers[host].capabilities if host in managers else None
-    transport.drain()  # the first stats reach the scheduler before requests do
-    scheduler.recover()
-    embedded.app = create_app(deps)
-    if start_ticker:
-        embedded._ticker = threading.Thread(target=embedded._tick, name="ticker", daemon=True)
-        embedded._ticker.start()
-    return embedded

@@ -189,6 +189,11 @@ class Service(Base):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     disabled_reason: Mapped[str | None] = mapped_column(String(255))
     report_count: Mapped[int] = mapped_column(Integer, default=0)
+    # JSON of the stats the backend last published (volume services only).
+    stats: Mapped[str | None] = mapped_column(
+        Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+    )
+    stats_updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
 

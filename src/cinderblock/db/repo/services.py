@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 
 from sqlalchemy import select
@@ -57,3 +58,25 @@ def list_(session: Session, binary: str | None = None) -> list[Service]:
 def is_up(service: Service, down_after: int) -> bool:
     last = service.updated_at or service.created_at
     return utcnow() - last <= dt.timedelta(seconds=down_after)
+
+
+def save_stats(session: Session, host: str, binary: str, stats: dict[str, object]) -> None:
+    service = get_by_host(session, host, binary)
+    if service is not None:
+        service.stats = json.dumps(stats, default=str)
+        service.stats_updated_at = utcnow()
+
+
+def stats_of(service: Service) -> dict[str, object] | None:
+    if not service.stats:
+        return None
+    try:
+        value = json.loads(service.stats)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def set_disabled(session: Session, service: Service, disabled: bool, reason: str | None) -> None:
+    service.disabled = disabled
+    service.disabled_reason = reason if disabled else None
