@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from cinderblock.api.errors import fault_body
 from cinderblock.api.framework import endpoint, json_response
 from cinderblock.api.microversions import HEADER, APIVersion, negotiate
-from cinderblock.api.v3 import manageable, messages, misc, snapshots, types, volumes
+from cinderblock.api.v3 import admin, manageable, messages, misc, snapshots, types, volumes
 from cinderblock.context import new_request_id
 from cinderblock.services.common import ServiceDeps
 
@@ -66,6 +66,7 @@ V3_ROUTES: list[RouteSpec] = [
     ("/os-availability-zone", ["GET"], misc.availability_zones, None),
     ("/resource_filters", ["GET"], misc.resource_filters, "3.33"),
     *manageable.ROUTES,
+    *admin.ROUTES,
 ]
 
 
