@@ -150,6 +150,13 @@ class VolumeTypeExists(Conflict):
     message_template = "Volume Type %(name)s already exists."
 
 
+class VolumeServiceUnreachable(CinderblockError):
+    """A synchronous call to a volume service got no answer: it is down or stuck."""
+
+    code = 503
+    message_template = "The volume service %(host)s did not answer in time; try again later."
+
+
 class PreconditionFailed(CinderblockError):
     code = 412
     message_template = "Precondition failed."

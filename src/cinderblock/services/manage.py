@@ -57,14 +57,19 @@ class ManageVolumeRequest:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+REF_KEY_MAX = 255  # manage_claims.reference
+
+
 def ref_key(ref: Any) -> str:
     """The claimable identity of a reference: its name or id."""
-    if isinstance(ref, str):
-        return ref
-    if isinstance(ref, dict):
-        value = ref.get("source-name", ref.get("source-id"))
-        if isinstance(value, str) and value:
-            return value
+    value = ref.get("source-name", ref.get("source-id")) if isinstance(ref, dict) else ref
+    if isinstance(value, str) and value:
+        # Longer than the claim column: PostgreSQL/MariaDB would fail the insert (500).
+        if len(value) > REF_KEY_MAX:
+            raise exc.InvalidInput(
+                reason=f"the reference name is longer than {REF_KEY_MAX} characters"
+            )
+        return value
     raise exc.InvalidInput(reason="ref must name a backend object with source-name or source-id")
 
 
@@ -91,7 +96,7 @@ class ManageService:
         try:
             return self.deps.transport.call(volume_topic(backend), method, **kwargs)
         except CallTimeout as err:
-            raise exc.ServiceUnavailable() from err
+            raise exc.VolumeServiceUnreachable(host=backend) from err
         except RemoteError as err:
             raise exc.InvalidInput(reason=err.message) from err
 
@@ -172,13 +177,17 @@ class ManageService:
         return volume
 
     def _refuse_managed(self, session: Session, backend: str, key: str) -> None:
-        """An object that already is one of our volumes (by our name or its location)."""
+        """An object that already is one of our volumes (by our name or its location).
+
+        Like Cinder, `volume-<id>` of an existing volume is refused whatever its host.
+        """
         match = _OUR_NAME.match(key)
-        for volume in volumes_repo.all_on_host(session, backend):
-            if (match and volume.id == match.group(1)) or volume.provider_location == key:
-                raise exc.InvalidVolume(
-                    reason="Unable to manage existing volume. The volume is already managed"
-                )
+        if (match and volumes_repo.get_many(session, [match.group(1)])) or any(
+            volume.provider_location == key for volume in volumes_repo.all_on_host(session, backend)
+        ):
+            raise exc.InvalidVolume(
+                reason="Unable to manage existing volume. The volume is already managed"
+            )
 
     def unmanage_volume(self, ctx: RequestContext, volume_id: str) -> None:
         authorize(ctx, "volume_extension:volume_unmanage")
