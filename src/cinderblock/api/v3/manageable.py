@@ -10,12 +10,13 @@ import orjson
 from cinderblock import exceptions as exc
 from cinderblock.api import validation
 from cinderblock.api.framework import ApiRequest, Reply
-from cinderblock.api.params import parse_limit, parse_offset, parse_sort
+from cinderblock.api.params import parse_limit, parse_offset
 from cinderblock.api.schemas import manage as schemas
 from cinderblock.api.validation import validate
 from cinderblock.api.views import snapshots as snapshot_views
 from cinderblock.api.views import volumes as volume_views
 from cinderblock.services.manage import ManageService, ManageVolumeRequest
+from cinderblock.services.policy import authorize
 
 SORT_KEYS = ("reference", "size")
 
@@ -35,12 +36,13 @@ def _host_or_cluster(req: ApiRequest, host: str | None, cluster: str | None) -> 
     elif not host:
         raise exc.InvalidInput(reason="Host field is missing.")
     if cluster:
-        raise exc.InvalidInput(reason=f"Cluster '{cluster}' not found")
+        raise exc.ServiceUnavailable(f"Cluster '{cluster}' not found")
     assert host is not None
     return host
 
 
 def manage_volume(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "volume_extension:volume_manage")  # policy before the schema (403)
     body = req.body()
     validate(schemas.manage_volume_v316 if req.at_least("3.16") else schemas.manage_volume, body)
     vol = body["volume"]
@@ -80,12 +82,48 @@ def manage_snapshot(req: ApiRequest) -> Reply:
     return Reply(202, {"snapshot": snapshot_views.detail(req, snapshot, extended=False)})
 
 
+def _sort(req: ApiRequest) -> tuple[list[str], list[str]]:
+    """Cinder's get_sort_params plus the manageable key/dir checks (InvalidParameterValue,
+    whose message is the bare text)."""
+    query = req.query
+    if query.get("sort"):
+        if query.get("sort_key") or query.get("sort_dir"):
+            raise exc.InvalidInput(
+                reason="The 'sort_key' and 'sort_dir' parameters are deprecated and cannot be "
+                "used with the 'sort' parameter."
+            )
+        keys, dirs = [], []
+        for item in query["sort"].strip().split(","):
+            key, _, direction = item.partition(":")
+            keys.append(key.strip())
+            dirs.append(direction.strip() or "desc")
+    else:
+        keys = [query.get("sort_key") or "reference"]
+        dirs = [query.get("sort_dir") or "desc"]
+    bad_keys = [k for k in keys if k not in SORT_KEYS]
+    if bad_keys:
+        raise exc.Invalid(f"Invalid sort keys passed: {', '.join(bad_keys)}")
+    bad_dirs = [d for d in dirs if d not in ("asc", "desc")]
+    if bad_dirs:
+        raise exc.Invalid(f"Invalid sort dirs passed: {', '.join(bad_dirs)}")
+    return keys, dirs
+
+
 def _list(req: ApiRequest, *, snapshots: bool, detailed: bool) -> Reply:
+    authorize(
+        req.ctx,
+        "snapshot_extension:list_manageable" if snapshots else "volume_extension:list_manageable",
+    )
     query = req.query
     host = query.get("host")
-    cluster = query.get("cluster") if req.at_least("3.17") else None
-    if bool(host) == bool(cluster):
-        raise exc.InvalidInput(reason="One and only one of cluster and host must be set.")
+    if req.at_least("3.17"):
+        cluster = query.get("cluster")
+        if bool(host) == bool(cluster):
+            raise exc.InvalidInput(reason="One and only one of cluster and host must be set.")
+    else:  # Cinder's get_cluster_host before the cluster microversion
+        cluster = None
+        if not host:
+            raise exc.InvalidInput(reason="Host field is missing.")
     if cluster:
         raise exc.ServiceNotFound(service_id=cluster)
     marker = None
@@ -96,10 +134,10 @@ def _list(req: ApiRequest, *, snapshots: bool, detailed: bool) -> Reply:
             raise exc.InvalidInput(
                 reason=f"marker {query['marker']} can not be analysed, please use json like format"
             ) from err
-    keys, dirs = parse_sort(req, default_key="reference", default_dir="desc")
-    bad_keys = [k for k in keys if k not in SORT_KEYS]
-    if bad_keys:
-        raise exc.InvalidInput(reason=f"Invalid sort keys passed: {', '.join(bad_keys)}")
+        # A reference is an object; anything else (a number, a string) names no entry.
+        if marker is not None and not isinstance(marker, dict):
+            raise exc.InvalidInput(reason=f"marker not found: {query['marker']}")
+    keys, dirs = _sort(req)
     entries = _service(req).list_manageable(
         req.ctx,
         host or "",
