@@ -75,6 +75,12 @@ def list_(session: Session, project_id: str | None, params: ListParams) -> list[
     marker_row = None
     if params.marker is not None:
         marker_row = session.get(Message, params.marker)
+        if (
+            marker_row is not None
+            and project_id is not None
+            and (marker_row.project_id != project_id)
+        ):
+            marker_row = None  # another project's message is not a marker here
         if marker_row is None:
             raise exc.NotFound(f"Marker {params.marker} could not be found.")
     stmt = apply_sort_and_marker(stmt, order, marker_row)
