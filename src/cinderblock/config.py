@@ -51,6 +51,8 @@ class Settings:
     message_ttl: int = 2592000
     service_down_time: int = 60
     report_interval: int = 10
+    # Empty: in-process transport (embedded). rabbit://user:pass@host:5672/vhost: RabbitMQ.
+    transport_url: str = ""
     rpc_workers: int = 16
     rpc_call_timeout: float = 60.0
     backends: tuple[BackendConfig, ...] = ()
@@ -136,6 +138,8 @@ def load_settings(
         message_ttl=get_int("message_ttl", 2592000),
         service_down_time=get_int("service_down_time", 60),
         report_interval=get_int("report_interval", 10),
+        transport_url=os.environ.get("CINDERBLOCK_TRANSPORT_URL")
+        or default.get("transport_url", ""),
         rpc_workers=get_int("rpc_workers", 16),
         backends=tuple(backends),
     )

@@ -22,6 +22,7 @@ from cinderblock.config import Settings
 from cinderblock.db.database import Database
 from cinderblock.db.repo import services as services_repo
 from cinderblock.drivers.registry import load_driver
+from cinderblock.rpc import make_transport
 from cinderblock.rpc.base import Transport
 from cinderblock.rpc.inprocess import InProcessTransport
 from cinderblock.scheduler.manager import SCHEDULER_TOPIC, SchedulerManager, volume_topic
@@ -71,6 +72,9 @@ class Embedded:
                 LOG.exception("heartbeat failed")
             for manager in self.managers.values():
                 manager.publish_stats(refresh=True)
+            if self.scheduler is not None:
+                # Stats casts go to one scheduler each; the database has them all.
+                _load_stats(self.db, self.scheduler)
 
 
 class _CapabilityCache:
@@ -119,8 +123,8 @@ def build(
         db.upgrade()
     db.ensure_default_type(settings.default_volume_type)
     if transport is None:
-        transport = InProcessTransport(
-            workers=settings.rpc_workers, call_timeout=settings.rpc_call_timeout
+        transport = make_transport(
+            settings.transport_url or None, call_timeout=settings.rpc_call_timeout
         )
     messages = MessageRecorder(db, settings.message_ttl)
     deps = ServiceDeps(settings=settings, db=db, transport=transport, messages=messages)
@@ -135,7 +139,7 @@ def build(
         embedded.scheduler.recover()
     if "api" in roles:
         embedded.app = create_app(deps)
-    if start_ticker and (embedded._service_ids or embedded.managers):
+    if start_ticker and embedded._service_ids:
         embedded._ticker = threading.Thread(target=embedded._tick, name="ticker", daemon=True)
         embedded._ticker.start()
     return embedded
@@ -155,7 +159,14 @@ def _start_scheduler(embedded: Embedded) -> None:
     scheduler = SchedulerManager(embedded.db, embedded.transport, embedded.deps.messages, zones={})
     # A scheduler that starts after the volume services learns their last stats
     # from the database instead of waiting for the next report.
-    with embedded.db.session() as session:
+    _load_stats(embedded.db, scheduler)
+    _register(embedded, settings.host, SCHEDULER_BINARY, SCHEDULER_TOPIC)
+    embedded.transport.serve(SCHEDULER_TOPIC, scheduler)
+    embedded.scheduler = scheduler
+
+
+def _load_stats(db: Database, scheduler: SchedulerManager) -> None:
+    with db.session() as session:
         known = [
             (s.host, services_repo.stats_of(s), s.availability_zone)
             for s in services_repo.list_(session, VOLUME_BINARY)
@@ -165,9 +176,6 @@ def _start_scheduler(embedded: Embedded) -> None:
             scheduler.update_service_capabilities(
                 backend_host=host, stats=stats, availability_zone=zone
             )
-    _register(embedded, settings.host, SCHEDULER_BINARY, SCHEDULER_TOPIC)
-    embedded.transport.serve(SCHEDULER_TOPIC, scheduler)
-    embedded.scheduler = scheduler
 
 
 def _start_volume_services(embedded: Embedded) -> None:

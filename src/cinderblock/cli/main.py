@@ -1,27 +1,50 @@
-"""`cinderblock serve | db upgrade | version`."""
+"""`cinderblock serve | api | scheduler | volume | db upgrade | manage | version`.
+
+`serve` runs everything in one process (embedded mode). `api`, `scheduler` and
+`volume` run one role each, for distributed mode: same config file, with
+`transport_url = rabbit://...` and a shared `[database] connection`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 
 from cinderblock import __version__
 from cinderblock.cli import manage as manage_cli
-from cinderblock.config import ConfigError, load_settings, with_default_backend
+from cinderblock.config import ConfigError, Settings, load_settings, with_default_backend
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides = {}
+    if getattr(args, "bind_host", None):
+        overrides["bind_host"] = args.bind_host
+    if getattr(args, "bind_port", None):
+        overrides["bind_port"] = str(args.bind_port)
+    if getattr(args, "host", None):
+        overrides["host"] = args.host
+    return load_settings(args.config, args.database_url, overrides)
+
+
+def _run_api(service: object, settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        service.app,  # type: ignore[attr-defined]
+        host=settings.bind_host,
+        port=settings.bind_port,
+        log_level=args.log_level.lower(),
+        access_log=args.access_log,
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from cinderblock.embedded import build
 
-    overrides = {}
-    if args.bind_host:
-        overrides["bind_host"] = args.bind_host
-    if args.bind_port:
-        overrides["bind_port"] = str(args.bind_port)
-    settings = load_settings(args.config, args.database_url, overrides)
+    settings = _settings(args)
     if not settings.backends:
         settings = with_default_backend(settings)
         volumes_dir = settings.backends[0].options["file_volumes_dir"]
@@ -31,16 +54,42 @@ def _serve(args: argparse.Namespace) -> int:
         )
     service = build(settings)
     try:
-        uvicorn.run(
-            service.app,  # type: ignore[arg-type]
-            host=settings.bind_host,
-            port=settings.bind_port,
-            log_level=args.log_level.lower(),
-            access_log=args.access_log,
-        )
+        _run_api(service, settings, args)
     finally:
         service.stop()
     return 0
+
+
+def _role(role: str):  # type: ignore[no-untyped-def]
+    def run(args: argparse.Namespace) -> int:
+        from cinderblock.embedded import build
+
+        settings = _settings(args)
+        if role != "api" and not settings.transport_url:
+            print(
+                f"cinderblock {role}: transport_url is not set; a separate {role} process "
+                "needs a message broker (transport_url = rabbit://...)",
+                file=sys.stderr,
+            )
+            return 2
+        if role == "volume" and not settings.backends:
+            print("cinderblock volume: no enabled_backends configured", file=sys.stderr)
+            return 2
+        service = build(settings, roles=(role,), migrate=args.migrate)
+        try:
+            if role == "api":
+                _run_api(service, settings, args)
+            else:
+                stop = threading.Event()
+                for sig in (signal.SIGTERM, signal.SIGINT):
+                    signal.signal(sig, lambda *_: stop.set())
+                logging.getLogger(__name__).info("cinderblock %s running", role)
+                stop.wait()
+        finally:
+            service.stop()
+        return 0
+
+    return run
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -55,6 +104,11 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", dest="config", default=argparse.SUPPRESS)
+    parser.add_argument("--database-url", dest="database_url", default=argparse.SUPPRESS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cinderblock", description=__doc__)
     parser.add_argument("--config", help="cinder.conf-style file (or $CINDERBLOCK_CONFIG)")
@@ -62,13 +116,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run API, scheduler and volume services in one process")
-    serve.add_argument("--config", dest="config", default=argparse.SUPPRESS)
-    serve.add_argument("--database-url", dest="database_url", default=argparse.SUPPRESS)
+    _common(serve)
     serve.add_argument("--bind-host")
     serve.add_argument("--bind-port", type=int)
     serve.add_argument("--access-log", action="store_true")
     serve.set_defaults(func=_serve)
+    for role, text in (
+        ("api", "run the API (distributed mode)"),
+        ("scheduler", "run a scheduler (distributed mode)"),
+        ("volume", "run the volume services of this host's backends (distributed mode)"),
+    ):
+        cmd = sub.add_parser(role, help=text)
+        _common(cmd)
+        cmd.add_argument("--host", help="overrides [DEFAULT] host (the host part of host@backend)")
+        cmd.add_argument(
+            "--no-migrate",
+            dest="migrate",
+            action="store_false",
+            help="do not apply database migrations at start-up",
+        )
+        if role == "api":
+            cmd.add_argument("--bind-host")
+            cmd.add_argument("--bind-port", type=int)
+            cmd.add_argument("--access-log", action="store_true")
+        cmd.set_defaults(func=_role(role))
     db = sub.add_parser("db", help="database maintenance")
+    _common(db)
     db_sub = db.add_subparsers(dest="db_command", required=True)
     upgrade = db_sub.add_parser("upgrade", help="apply migrations")
     upgrade.set_defaults(func=_db_upgrade)
