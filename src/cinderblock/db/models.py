@@ -207,3 +207,24 @@ class ManageClaim(Base):
     reference: Mapped[str] = mapped_column(String(255), primary_key=True)
     resource_id: Mapped[str] = mapped_column(String(36), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+
+
+class VolumeAttachment(Base):
+    """One host's (or server's) use of a volume: reserved -> attaching -> attached."""
+
+    __tablename__ = "volume_attachments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id"), index=True)
+    project_id: Mapped[str] = mapped_column(String(255))
+    instance_uuid: Mapped[str | None] = mapped_column(String(36))
+    attached_host: Mapped[str | None] = mapped_column(String(255))
+    mountpoint: Mapped[str | None] = mapped_column(String(255))
+    attach_status: Mapped[str] = mapped_column(String(64))
+    attach_mode: Mapped[str | None] = mapped_column(String(36))
+    connector: Mapped[str | None] = mapped_column(Text)  # JSON
+    connection_info: Mapped[str | None] = mapped_column(Text)  # JSON
+    attach_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    detach_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)

@@ -32,6 +32,7 @@ from cinderblock.drivers.base import (
 from cinderblock.drivers.refs import ModelUpdate
 from cinderblock.services.messages import Action, Detail, MessageRecorder, Resource
 from cinderblock.states import SnapshotStatus, VolumeStatus
+from cinderblock.volume.attach import AttachOps
 from cinderblock.volume.manage import ManageOps
 from cinderblock.volume.recovery import recover_backend
 from cinderblock.volume.refs import snapshot_ref, volume_ref
@@ -57,7 +58,7 @@ def _detail_for(error: Exception) -> tuple[Detail, str | None]:
     return Detail.UNKNOWN_ERROR, None
 
 
-class VolumeManager(ManageOps):
+class VolumeManager(ManageOps, AttachOps):
     """Owns one backend (`host@backend`) and its driver."""
 
     def __init__(
@@ -95,6 +96,7 @@ class VolumeManager(ManageOps):
             LOG.error("backend %s failed to initialise: %s", self.host, err)
             return
         recover_backend(self)
+        self.ensure_exports()
         self.publish_stats(refresh=True)
 
     def stats(self, refresh: bool = False) -> dict[str, Any]:

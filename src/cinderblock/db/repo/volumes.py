@@ -14,6 +14,7 @@ from cinderblock.db.models import (
     Snapshot,
     Volume,
     VolumeAdminMetadata,
+    VolumeAttachment,
     VolumeMetadata,
     VolumeType,
     utcnow,
@@ -228,6 +229,7 @@ def compare_and_swap(
 def delete_row(session: Session, volume_id: str) -> None:
     session.execute(delete(VolumeMetadata).where(VolumeMetadata.volume_id == volume_id))
     session.execute(delete(VolumeAdminMetadata).where(VolumeAdminMetadata.volume_id == volume_id))
+    session.execute(delete(VolumeAttachment).where(VolumeAttachment.volume_id == volume_id))
     session.execute(delete(Volume).where(Volume.id == volume_id))
 
 
