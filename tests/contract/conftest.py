@@ -150,7 +150,7 @@ def make_backend(kind: str, tmp_path: Path, **options: str) -> Backend:
     if isinstance(driver, FileDriver):
         return Backend(kind, driver, FileProbe(driver), _COMMON | {"local_path"})
     assert isinstance(driver, MemoryDriver)
-    return Backend(kind, driver, MemoryProbe(driver), _COMMON)
+    return Backend(kind, driver, MemoryProbe(driver), _COMMON | {"export"})
 
 
 @pytest.fixture(params=["memory", "file"])

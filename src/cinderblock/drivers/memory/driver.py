@@ -26,6 +26,7 @@ from cinderblock.drivers import manageable as mg
 from cinderblock.drivers.base import (
     BaseVD,
     CloneVD,
+    ExportVD,
     ExtendVD,
     ManageableSnapshotsVD,
     ManageableVD,
@@ -37,6 +38,7 @@ from cinderblock.drivers.manageable import ceil_gib, paginate
 from cinderblock.drivers.refs import GiB, ManageableEntry, ModelUpdate, SnapshotRef, VolumeRef
 from cinderblock.exceptions import (
     BackendObjectNotFound,
+    InvalidConnectorException,
     VolumeBackendAPIException,
     VolumeIsBusy,
 )
@@ -74,6 +76,7 @@ class MemoryDriver(
     RevertVD,
     ManageableVD,
     ManageableSnapshotsVD,
+    ExportVD,
 ):
     VERSION = "1.0.0"
     STORAGE_PROTOCOL = "memory"
@@ -87,6 +90,8 @@ class MemoryDriver(
         self.fail_on: set[str] = {op.strip() for op in raw_fail.split(",") if op.strip()}
         self._lock = threading.RLock()
         self._objects: dict[str, _Object] = {}
+        # export name -> connectors (host names) allowed to reach it
+        self.exports: dict[str, set[str]] = {}
 
     # --- plumbing ------------------------------------------------------------------
     @contextlib.contextmanager
@@ -456,3 +461,50 @@ class MemoryDriver(
         with self._op("get_manageable_snapshots"):
             managed = {self._snapshot_name(s): s.id for s in cinder_snapshots}
             return self._listing(managed, True, marker, limit, offset, sort_keys, sort_dirs)
+
+    # --- exports (a stand-in data path for control-plane tests) -------------------------
+    def create_export(self, volume: VolumeRef, connector: Any) -> ModelUpdate | None:
+        with self._op("create_export"):
+            name = self._volume_name(volume)
+            if name not in self._objects:
+                raise BackendObjectNotFound(name=name)
+            self.exports.setdefault(name, set())
+            return {"provider_location": name, "provider_auth": None}
+
+    def ensure_export(self, volume: VolumeRef) -> ModelUpdate | None:
+        with self._op("ensure_export"):
+            self.exports.setdefault(self._volume_name(volume), set())
+            return None
+
+    def remove_export(self, volume: VolumeRef) -> None:
+        with self._op("remove_export"):
+            self.exports.pop(self._volume_name(volume), None)
+
+    def validate_connector(self, connector: Any) -> None:
+        if not isinstance(connector, dict) or not (
+            connector.get("host") or connector.get("initiator")
+        ):
+            raise InvalidConnectorException(missing="host or initiator")
+
+    def initialize_connection(self, volume: VolumeRef, connector: Any) -> dict[str, Any]:
+        with self._op("initialize_connection"):
+            name = self._volume_name(volume)
+            who = str(connector.get("host") or connector.get("initiator"))
+            self.exports.setdefault(name, set()).add(who)
+            return {
+                "driver_volume_type": "memory",
+                "data": {
+                    "volume_id": volume.id,
+                    "name": name,
+                    "size_bytes": self._objects[name].size,
+                },
+            }
+
+    def terminate_connection(self, volume: VolumeRef, connector: Any) -> None:
+        with self._op("terminate_connection"):
+            name = self._volume_name(volume)
+            if connector:
+                who = str(connector.get("host") or connector.get("initiator"))
+                self.exports.get(name, set()).discard(who)
+            else:
+                self.exports.get(name, set()).clear()
