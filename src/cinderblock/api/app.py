@@ -14,7 +14,17 @@ from starlette.routing import BaseRoute, Route
 from cinderblock.api.errors import fault_body
 from cinderblock.api.framework import endpoint, json_response
 from cinderblock.api.microversions import HEADER, APIVersion, negotiate
-from cinderblock.api.v3 import admin, manageable, messages, misc, snapshots, types, volumes
+from cinderblock.api.openapi import handler as openapi_handler
+from cinderblock.api.v3 import (
+    admin,
+    attachments,
+    manageable,
+    messages,
+    misc,
+    snapshots,
+    types,
+    volumes,
+)
 from cinderblock.context import new_request_id
 from cinderblock.services.common import ServiceDeps
 
@@ -67,6 +77,7 @@ V3_ROUTES: list[RouteSpec] = [
     ("/resource_filters", ["GET"], misc.resource_filters, "3.33"),
     *manageable.ROUTES,
     *admin.ROUTES,
+    *attachments.ROUTES,
 ]
 
 
@@ -75,6 +86,11 @@ def build_routes(deps: ServiceDeps, extra: list[RouteSpec] | None = None) -> lis
         Route("/", endpoint(misc.versions_root, deps, needs_auth=False), methods=["GET"]),
         Route("/v3/", endpoint(misc.versions_v3, deps, needs_auth=False), methods=["GET"]),
         Route("/v3", _redirect_to_v3(deps.settings.public_endpoint), methods=["GET"]),
+        Route(
+            "/openapi.json",
+            endpoint(openapi_handler([*V3_ROUTES, *(extra or [])]), deps, needs_auth=False),
+            methods=["GET"],
+        ),
     ]
     for path, methods, handler, min_version in [*V3_ROUTES, *(extra or [])]:
         # Both URL forms are served at every version (3.67 only documents the short one).

@@ -101,6 +101,9 @@ class Volume(Base):
     volume_admin_metadata: Mapped[list[VolumeAdminMetadata]] = relationship(
         cascade="all, delete-orphan", lazy="selectin"
     )
+    volume_attachments: Mapped[list[VolumeAttachment]] = relationship(
+        lazy="selectin", viewonly=True
+    )
 
 
 class VolumeMetadata(Base):

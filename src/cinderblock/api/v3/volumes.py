@@ -13,6 +13,7 @@ from cinderblock.api.framework import ApiRequest, Reply
 from cinderblock.api.params import build_list_params
 from cinderblock.api.schemas import manage as manage_schemas
 from cinderblock.api.schemas import volumes as schemas
+from cinderblock.api.v3 import attachments as attachment_actions
 from cinderblock.api.validation import validate
 from cinderblock.api.views import volumes as views
 from cinderblock.db.repo import volumes as volumes_repo
@@ -347,6 +348,7 @@ def _unmanage(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Reply:
 
 
 _ACTIONS = {
+    **attachment_actions.VOLUME_ACTIONS,
     "os-unmanage": _unmanage,
     "os-extend": _extend,
     "os-reset_status": _reset_status,

@@ -35,12 +35,33 @@ def _type_name(volume: Volume) -> str:
     return vtype.name if vtype is not None else volume.volume_type_id
 
 
+def _attachments(req: ApiRequest, volume: Any, rows: list[Any] | None) -> list[dict[str, Any]]:
+    """The volume's attached attachments, as Cinder lists them in volume views."""
+    if rows is None:
+        # Loaded with the row (selectin); a just-created volume has none and no session.
+        rows = getattr(volume, "__dict__", {}).get("volume_attachments") or []
+    return [
+        {
+            "id": volume.id,
+            "attachment_id": row.id,
+            "volume_id": volume.id,
+            "server_id": row.instance_uuid,
+            "host_name": row.attached_host if req.ctx.is_admin else None,
+            "device": row.mountpoint,
+            "attached_at": timestamp(row.attach_time),
+        }
+        for row in rows
+        if row.attach_status == "attached"
+    ]
+
+
 def legacy(
     req: ApiRequest,
     volume: Volume,
     *,
     metadata: dict[str, str] | None = None,
     type_name: str | None = None,
+    attachments: list[Any] | None = None,
 ) -> dict[str, Any]:
     """The 3.0 detail body without the os-vol-* keys (create, update, manage).
 
@@ -67,7 +88,7 @@ def legacy(
         "replication_status": volume.replication_status,
         "consistencygroup_id": None,
         "multiattach": volume.multiattach,
-        "attachments": [],
+        "attachments": _attachments(req, volume, attachments),
     }
     if req.ctx.is_admin:
         body["migration_status"] = volume.migration_status
@@ -81,9 +102,10 @@ def detail(
     extended: bool = True,
     metadata: dict[str, str] | None = None,
     type_name: str | None = None,
+    attachments: list[Any] | None = None,
 ) -> dict[str, Any]:
     """Detail body for the request's microversion; `extended` adds os-vol-* keys."""
-    body = legacy(req, volume, metadata=metadata, type_name=type_name)
+    body = legacy(req, volume, metadata=metadata, type_name=type_name, attachments=attachments)
     admin = req.ctx.is_admin
     if req.at_least("3.13"):
         body["group_id"] = volume.group_id
@@ -120,7 +142,15 @@ def page_details(req: ApiRequest, page: volumes_repo.VolumePage) -> list[dict[st
             if key in _VISIBLE_ADMIN_KEYS:
                 meta[key] = value
         type_name = page.type_names.get(row.volume_type_id, row.volume_type_id)
-        items.append(detail(req, row, metadata=meta, type_name=type_name))
+        items.append(
+            detail(
+                req,
+                row,
+                metadata=meta,
+                type_name=type_name,
+                attachments=page.attachments.get(row.id, []),
+            )
+        )
     return items
 
 

@@ -155,6 +155,7 @@ class VolumePage:
     admin_metadata: dict[str, dict[str, str]]
     type_names: dict[str, str]
     count: int | None
+    attachments: dict[str, list[Any]]
 
 
 def list_page(session: Session, project_id: str | None, params: ListParams) -> VolumePage:
@@ -182,7 +183,15 @@ def list_page(session: Session, project_id: str | None, params: ListParams) -> V
     if type_ids:
         query = select(VolumeType.id, VolumeType.name).where(VolumeType.id.in_(type_ids))
         type_names = {type_id: name for type_id, name in session.execute(query)}
-    return VolumePage(rows, metadata, admin, type_names, count)
+    attached_ids = [row.id for row in rows if row.attach_status != "detached"]
+    attachments: dict[str, list[Any]] = {}
+    for start in range(0, len(attached_ids), 500):
+        chunk = attached_ids[start : start + 500]
+        for att in session.scalars(
+            select(VolumeAttachment).where(VolumeAttachment.volume_id.in_(chunk))
+        ):
+            attachments.setdefault(att.volume_id, []).append(att)
+    return VolumePage(rows, metadata, admin, type_names, count, attachments)
 
 
 def _compare(column: Any, op: str, when: Any) -> Any:
