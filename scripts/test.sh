@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the tests need on a fresh Debian machine, then run them all:
-# lint, unit + driver contract tests, and the functional suite on SQLite,
-# PostgreSQL and MariaDB, plus the end-to-end tests with real clients.
+# lint, unit + driver contract tests, the functional suite on SQLite,
+# PostgreSQL and MariaDB, and the end-to-end tests (real clients, separate
+# processes on RabbitMQ, real iSCSI/NBD initiators).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +14,9 @@ need_pkgs=()
 command -v mkfs.xfs >/dev/null 2>&1 || need_pkgs+=(xfsprogs)
 command -v qemu-img >/dev/null 2>&1 || need_pkgs+=(qemu-utils)
 command -v filefrag >/dev/null 2>&1 || need_pkgs+=(e2fsprogs)
+command -v tgtd >/dev/null 2>&1 || need_pkgs+=(tgt)
+command -v iscsi-inq >/dev/null 2>&1 || need_pkgs+=(libiscsi-bin)
+dpkg -s qemu-block-extra >/dev/null 2>&1 || need_pkgs+=(qemu-block-extra)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
