@@ -109,6 +109,16 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", dest="database_url", default=argparse.SUPPRESS)
 
 
+def _openapi(args: argparse.Namespace) -> int:
+    import json
+
+    from cinderblock.api.app import V3_ROUTES
+    from cinderblock.api.openapi import build_document
+
+    print(json.dumps(build_document(V3_ROUTES), indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cinderblock", description=__doc__)
     parser.add_argument("--config", help="cinder.conf-style file (or $CINDERBLOCK_CONFIG)")
@@ -146,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     upgrade = db_sub.add_parser("upgrade", help="apply migrations")
     upgrade.set_defaults(func=_db_upgrade)
     manage_cli.add_parser(sub)
+    openapi = sub.add_parser("openapi", help="print the API's OpenAPI document (JSON)")
+    openapi.set_defaults(func=_openapi)
     version = sub.add_parser("version")
     version.set_defaults(func=lambda _args: print(__version__) or 0)
     args = parser.parse_args(argv)
