@@ -727,12 +727,6 @@ def test_api_bad_reference(
         cinderclient.volumes.manage(FILE_HOST, {"source-name": missing}, volume_type="nope")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: a file-backend volume whose file still has '@' snapshot files that "
-    "are not Cinder snapshots is refused with VolumeIsBusy and left in error_deleting; "
-    "Cinder's volume manager puts a VolumeIsBusy volume back to 'available'",
-)
 def test_api_delete_refused_for_busy_volume_keeps_it_available(
     cinderclient: Any, foreign: Callable[..., Foreign], leftovers: Leftovers
 ) -> None:

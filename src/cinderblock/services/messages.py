@@ -52,6 +52,11 @@ class Detail(Enum):
     INVALID_REFERENCE = ("008", "The reference does not name a usable backend object: %s")
     TYPE_MISMATCH = ("009", "The volume type does not match the backend object: %s")
     INTERRUPTED = ("010", "The operation was interrupted by a service restart.")
+    VOLUME_IS_BUSY = (
+        "011",
+        "The backend still holds objects that depend on the volume (such as snapshots it "
+        "does not manage); nothing was deleted.",
+    )
 
 
 class MessageRecorder:

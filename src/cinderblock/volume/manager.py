@@ -192,6 +192,7 @@ class VolumeManager(ManageOps, AttachOps):
             if volume.status not in (VolumeStatus.DELETING, VolumeStatus.ERROR_MANAGING_DELETING):
                 return
             status = volume.status
+            back_to = volume.previous_status or VolumeStatus.AVAILABLE
             project_id = volume.project_id
             ref = volume_ref(volume)
             snaps = [
@@ -207,6 +208,20 @@ class VolumeManager(ManageOps, AttachOps):
                         with self.db.session() as session:
                             snapshots_repo.delete_row(session, snap_id)
                 self.driver.delete_volume(ref)
+        except exc.VolumeIsBusy as err:
+            # The backend still holds objects that depend on it (e.g. snapshot files we
+            # do not manage): nothing was deleted, so the volume stays usable.
+            self._fail_volume(
+                ctx,
+                volume_id,
+                project_id,
+                status,
+                back_to,
+                Action.DELETE_VOLUME,
+                err,
+                Detail.VOLUME_IS_BUSY,
+            )
+            return
         except Exception as err:
             LOG.warning("delete of volume %s failed: %s", volume_id, err)
             self._fail_volume(
@@ -312,8 +327,11 @@ class VolumeManager(ManageOps, AttachOps):
         to_status: str,
         action: Action,
         error: Exception,
+        detail: Detail | None = None,
     ) -> None:
-        detail, arg = _detail_for(error)
+        arg = None
+        if detail is None:
+            detail, arg = _detail_for(error)
         with self.db.session() as session:
             volumes_repo.compare_and_swap(
                 session, volume_id, {"status": from_status}, {"status": to_status}
