@@ -23,7 +23,8 @@ Snapshots, clones and volumes from snapshots are reflinks (FICLONE) where the
 filesystem supports it (XFS with reflink=1, btrfs...); otherwise a copy that
 keeps holes. Options: file_volumes_dir (required), file_reflink
 (auto|always|never), max_over_subscription_ratio, reserved_percentage,
-file_manage_rename.
+file_manage_rename; exports (export.py, cinderblock.targets): target_protocol
+(iscsi|nbd) and the options of the chosen target.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import Any
 from cinderblock.drivers.base import (
     BaseVD,
     CloneVD,
+    ExportVD,
     ExtendVD,
     LocalVD,
     ManageableSnapshotsVD,
@@ -47,10 +49,12 @@ from cinderblock.drivers.base import (
 )
 from cinderblock.drivers.config import BackendConfig
 from cinderblock.drivers.file import fileops, inuse, manage
+from cinderblock.drivers.file.export import FileExportMixin
 from cinderblock.drivers.file.layout import translated
 from cinderblock.drivers.file.managed import FileManageMixin
 from cinderblock.drivers.refs import GiB, ModelUpdate, SnapshotRef, VolumeRef
 from cinderblock.exceptions import VolumeBackendAPIException, VolumeIsBusy
+from cinderblock.targets import TargetError, make_target
 
 LOG = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ REFLINK_MODES = ("auto", "always", "never")
 
 class FileDriver(
     FileManageMixin,  # first, so its methods implement the Manageable* abstract ones
+    FileExportMixin,  # likewise for ExportVD
     BaseVD,
     SnapshotVD,
     CloneVD,
@@ -67,6 +72,7 @@ class FileDriver(
     LocalVD,
     ManageableVD,
     ManageableSnapshotsVD,
+    ExportVD,
 ):
     VERSION = "1.0.0"
     STORAGE_PROTOCOL = "file"
@@ -88,6 +94,8 @@ class FileDriver(
         self.own_fds = inuse.OwnFds()
         self.name_cache = manage.NameCache()
         self._stats: dict[str, Any] | None = None
+        # Data path (export.py): iSCSI via tgt or NBD via qemu-nbd; state under volumes_dir.
+        self.target = make_target(config, self.volumes_dir)
 
     # --- lifecycle -------------------------------------------------------------
     @translated("do_setup")
@@ -97,6 +105,11 @@ class FileDriver(
                 data=f"[{self.config.name}] file_volumes_dir is required"
             )
         os.makedirs(self.volumes_dir, mode=0o750, exist_ok=True)
+        if self.config.get_bool("tgt_manage_daemon", False):
+            try:
+                self.target.check()  # starts tgtd when it does not answer
+            except TargetError as exc:
+                LOG.error("[%s] exports will fail until this is fixed: %s", self.config.name, exc)
         removed = fileops.remove_stale_tmp(self.volumes_dir)
         if removed:
             LOG.warning("removed %d unfinished temp files from %s", len(removed), self.volumes_dir)
