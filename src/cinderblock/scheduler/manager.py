@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
+from cinderblock.db.models import Volume
 from cinderblock.db.repo import types as types_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.rpc.base import Transport
-from cinderblock.scheduler.filters import FILTERS, PoolState, RequestSpec, capacity_weight
+from cinderblock.scheduler.capabilities import match
+from cinderblock.scheduler.filters import (
+    TYPE_FILTERS,
+    PoolState,
+    RequestSpec,
+    refusals,
+    thin_placement,
+)
+from cinderblock.scheduler.weights import weigh
 from cinderblock.services.messages import Action, Detail, MessageRecorder, Resource
 from cinderblock.states import VolumeStatus
 
@@ -24,9 +36,54 @@ def volume_topic(backend_host: str) -> str:
     return f"cinder-volume.{backend_host}"
 
 
+def volume_properties(volume: Volume) -> dict[str, Any]:
+    """The `volume` namespace of filter and goodness functions."""
+    return {
+        "id": volume.id,
+        "size": volume.size,
+        "volume_type_id": volume.volume_type_id,
+        "availability_zone": volume.availability_zone,
+        "project_id": volume.project_id,
+        "user_id": volume.user_id,
+        "display_name": volume.display_name,
+        "status": volume.status,
+        "attach_status": volume.attach_status,
+        "multiattach": volume.multiattach,
+        "bootable": volume.bootable,
+        "snapshot_id": volume.snapshot_id,
+        "source_volid": volume.source_volid,
+        "group_id": volume.group_id,
+        "encryption_key_id": volume.encryption_key_id,
+    }
+
+
+def _has(pool: PoolState, key: str, want: Any) -> bool:
+    if key == "name":
+        return pool.name == str(want)
+    return match(pool.capabilities.get(key), str(want))
+
+
 class SchedulerManager:
+    """Keeps every pool's latest stats; filters and weighs them to place volumes.
+
+    `is_backend_up(backend_host)` tells whether the volume service owning a backend is
+    alive (distributed mode passes a check of the services table); pools whose last
+    report is older than `stale_after` seconds are ignored as well (0: never stale).
+    The weighers' multipliers tune capacity against the drivers' goodness functions.
+    """
+
     def __init__(
-        self, db: Database, transport: Transport, messages: MessageRecorder, zones: dict[str, str]
+        self,
+        db: Database,
+        transport: Transport,
+        messages: MessageRecorder,
+        zones: dict[str, str],
+        *,
+        is_backend_up: Callable[[str], bool] | None = None,
+        stale_after: float = 0.0,
+        capacity_weight_multiplier: float = 1.0,
+        goodness_weight_multiplier: float = 1.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.db = db
         self.transport = transport
@@ -34,6 +91,11 @@ class SchedulerManager:
         self._zones = zones  # backend host -> availability zone
         self._pools: dict[str, PoolState] = {}
         self._lock = threading.Lock()
+        self._is_backend_up = is_backend_up or (lambda _host: True)
+        self.stale_after = stale_after
+        self.capacity_weight_multiplier = capacity_weight_multiplier
+        self.goodness_weight_multiplier = goodness_weight_multiplier
+        self._clock = clock
 
     # --- stats -------------------------------------------------------------------
     def update_service_capabilities(
@@ -44,46 +106,140 @@ class SchedulerManager:
         zone = self._zones.get(backend_host, "nova")
         backend_name = stats.get("volume_backend_name") or backend_host.partition("@")[2]
         shared = {k: v for k, v in stats.items() if k != "pools"}
+        now = self._clock()
         with self._lock:
             for key in [k for k, p in self._pools.items() if p.backend_host == backend_host]:
                 del self._pools[key]
             for pool in stats.get("pools") or [{"pool_name": backend_name}]:
                 state = PoolState(
                     backend_host=backend_host,
-                    pool_name=pool.get("pool_name", backend_name),
+                    pool_name=pool.get("pool_name") or backend_name,
                     backend_name=backend_name,
                     availability_zone=zone,
                     capabilities={**shared, **pool},
+                    updated_at=now,
                 )
                 self._pools[state.name] = state
 
-    def pools(self) -> list[PoolState]:
+    def pools(self, include_down: bool = False) -> list[PoolState]:
+        """Known pools by name; only those of live backends with fresh stats by default."""
         with self._lock:
-            return list(self._pools.values())
+            known = sorted(self._pools.values(), key=lambda p: p.name)
+        if include_down:
+            return known
+        up = self._up_backends({pool.backend_host for pool in known})
+        return [p for p in known if p.backend_host in up and not self._stale(p)]
+
+    def get_pools(
+        self,
+        context: dict[str, Any] | None = None,
+        filters: dict[str, Any] | None = None,
+        extra_specs: dict[str, str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """GET /scheduler-stats/get_pools: plain data, so it also works over RPC.
+
+        `filters` keeps pools whose `name` or reported capabilities equal the given
+        values; `extra_specs` (a volume type's) keeps pools that could host the type.
+        """
+        spec = RequestSpec(size=0, extra_specs=extra_specs) if extra_specs else None
+        live = self.pools()
+        found = []
+        with self._lock:  # placements update capabilities in place
+            for pool in live:
+                if spec is not None and refusals(pool, spec, TYPE_FILTERS):
+                    continue
+                if filters and not all(_has(pool, key, want) for key, want in filters.items()):
+                    continue
+                found.append(pool.as_dict())
+        return found
+
+    def _up_backends(self, hosts: set[str]) -> set[str]:
+        up = set()
+        for host in hosts:
+            try:
+                if self._is_backend_up(host):
+                    up.add(host)
+            except Exception:
+                LOG.exception("liveness check of %s failed; treating it as down", host)
+        return up
+
+    def _stale(self, pool: PoolState) -> bool:
+        return self.stale_after > 0 and self._clock() - pool.updated_at > self.stale_after
 
     # --- placement -----------------------------------------------------------------
     def choose(self, spec: RequestSpec) -> PoolState | None:
         with self._lock:
+            hosts = {pool.backend_host for pool in self._pools.values()}
+        up = self._up_backends(hosts)  # may ask the database: not under the lock
+        with self._lock:
             candidates = []
-            for pool in self._pools.values():
-                reasons = [r for f in FILTERS if (r := f(pool, spec))]
+            refused = []
+            for pool in sorted(self._pools.values(), key=lambda p: p.name):
+                if pool.backend_host not in up:
+                    reasons = ["service is down"]
+                elif self._stale(pool):
+                    reasons = [f"stats are {self._clock() - pool.updated_at:.0f}s old"]
+                else:
+                    reasons = refusals(pool, spec)
                 if reasons:
-                    LOG.debug("pool %s refused: %s", pool.name, "; ".join(reasons))
+                    refused.append(f"{pool.name}: {'; '.join(reasons)}")
                 else:
                     candidates.append(pool)
-            if not candidates:
+            ranked = weigh(
+                candidates,
+                spec,
+                capacity_multiplier=self.capacity_weight_multiplier,
+                goodness_multiplier=self.goodness_weight_multiplier,
+            )
+            if not ranked:
+                LOG.info("no pool fits %s GiB: %s", spec.size, " | ".join(refused) or "no pools")
                 return None
-            best = max(candidates, key=capacity_weight)
-            self._consume(best, spec.size)
+            LOG.debug("pools weighed: %s", [(w.pool.name, round(w.weight, 3)) for w in ranked])
+            best = ranked[0].pool
+            self._consume(best, spec)
             return best
 
+    def check_backend(
+        self, spec: RequestSpec | dict[str, Any], backend_host: str
+    ) -> list[str] | None:
+        """Could `backend_host` (host@backend or host@backend#pool) take this volume type?
+
+        For manage requests: the same filters as placement with size 0 (the data
+        already exists). None when it could, else the reasons it cannot.
+        """
+        if not isinstance(spec, RequestSpec):
+            spec = RequestSpec.from_dict(spec)
+        spec = replace(spec, size=0, required_backend=None)
+        host, _, pool_name = backend_host.partition("#")
+        if not self._up_backends({host}):
+            return [f"the volume service of {host} is down"]
+        with self._lock:
+            pools = sorted(
+                (p for p in self._pools.values() if p.backend_host == host),
+                key=lambda p: p.name,
+            )
+            if pool_name:
+                pools = [p for p in pools if p.pool_name == pool_name]
+            if not pools:
+                return [f"no stats reported for {backend_host}"]
+            reasons: list[str] = []
+            for pool in pools:
+                if self._stale(pool):
+                    reasons.append(f"{pool.name}: stats are out of date")
+                    continue
+                refused = refusals(pool, spec)
+                if not refused:
+                    return None
+                reasons.extend(f"{pool.name}: {reason}" for reason in refused)
+            return reasons
+
     @staticmethod
-    def _consume(pool: PoolState, size: int) -> None:
+    def _consume(pool: PoolState, spec: RequestSpec) -> None:
         """Account for the placement until the backend's next stats report."""
-        caps = pool.capabilities
+        caps, size = pool.capabilities, spec.size
         caps["provisioned_capacity_gb"] = pool.cap_float("provisioned_capacity_gb") + size
         caps["allocated_capacity_gb"] = pool.cap_float("allocated_capacity_gb") + size
-        if not caps.get("thin_provisioning_support"):
+        if not thin_placement(pool, spec) and not pool.unbounded("free_capacity_gb"):
             caps["free_capacity_gb"] = pool.cap_float("free_capacity_gb") - size
 
     def create_volume(
@@ -100,6 +256,7 @@ class SchedulerManager:
                 extra_specs={k: v for k, v in specs.items() if v is not None},
                 availability_zone=volume.availability_zone,
                 required_backend=required_backend,
+                volume=volume_properties(volume),
             )
             project_id = volume.project_id
         pool = self.choose(spec)
