@@ -269,6 +269,7 @@ class NbdTarget(Target):
             raise TargetError(f"cannot export {ref.name}: {ref.path} does not exist")
         qemu_nbd = process.find_tool("qemu-nbd", "qemu-utils")
         pid_file = self._file(ref.name, ".pid")
+        process.wait_exiting(process.read_pid(pid_file))  # a killed server frees its port
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pid_file)
         base = [qemu_nbd, "--fork", "--persistent", f"--shared={self.options.shared}"]

@@ -73,26 +73,64 @@ def run(
     return Result(done.returncode, done.stdout, done.stderr)
 
 
+def _state(stat_path: str) -> bytes | None:
+    """The state letter of a /proc/.../stat file, None if there is no such process."""
+    try:
+        with open(stat_path, "rb") as f:
+            stat = f.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # Field 3, after the parenthesised command name (which may contain spaces).
+    fields = stat.rpartition(b")")[2].split()
+    return fields[0] if fields else None
+
+
+def _running(pid: int) -> bool:
+    """Whether any thread of pid is still alive (not a zombie).
+
+    Not enough: the leader's own state (it turns Z while other threads still
+    run and hold the sockets) or its cmdline (emptied before files are closed).
+    """
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return False
+    return any(_state(f"/proc/{pid}/task/{tid}/stat") not in (None, b"Z", b"X") for tid in tids)
+
+
 def pid_alive(pid: int, *, must_contain: Sequence[bytes] = ()) -> bool:
     """Whether pid is a live (not zombie) process whose command line has every marker.
 
     The markers guard against a recycled pid: a pid file outliving its process
     must not make us signal some unrelated program.
     """
-    if pid <= 0:
+    if pid <= 0 or not _running(pid):
         return False
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
-    # Field 3 (after the parenthesised command name) is the state; Z and X are dead.
-    state = stat.rpartition(b")")[2].split()[:1]
-    if state and state[0] in (b"Z", b"X"):
-        return False
     return all(marker in cmdline for marker in must_contain)
+
+
+def wait_exiting(pid: int | None, timeout: float = 5.0) -> None:
+    """Wait for a process that is on its way out (cmdline already empty) to close its files.
+
+    After SIGKILL a multi-threaded server drops its memory first and its
+    sockets last; starting a replacement in between finds the port still taken.
+    """
+    if not pid:
+        return
+    deadline = time.monotonic() + timeout
+    while _running(pid) and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if f.read():
+                    return  # a live process (maybe a recycled pid): not ours to wait for
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.02)
 
 
 def read_pid(path: str) -> int | None:
@@ -104,21 +142,18 @@ def read_pid(path: str) -> int | None:
 
 
 def stop_pid(pid: int, *, must_contain: Sequence[bytes], grace: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL after `grace` seconds; only if the process is the one we mean."""
+    """SIGTERM, then SIGKILL after `grace` seconds; only if the process is the one we mean.
+
+    Returns once the process has closed its files (it is gone or a zombie).
+    """
     if not pid_alive(pid, must_contain=must_contain):
         return
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not pid_alive(pid, must_contain=must_contain):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not pid_alive(pid, must_contain=must_contain):
-            return
-        time.sleep(0.05)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if not _running(pid):
+                return
+            time.sleep(0.02)
     raise TargetError(f"process {pid} did not exit after SIGKILL")
