@@ -165,6 +165,30 @@ def _start_scheduler(embedded: Embedded) -> None:
     embedded.scheduler = scheduler
 
 
+class _LiveBackends:
+    """Which volume services are up and enabled, read from the database (cached 1 s)."""
+
+    def __init__(self, db: Database, down_after: int, ttl: float = 1.0) -> None:
+        self._db = db
+        self._down_after = down_after
+        self._ttl = ttl
+        self._loaded = 0.0
+        self._live: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, backend_host: str) -> bool:
+        with self._lock:
+            if time.monotonic() - self._loaded > self._ttl:
+                with self._db.session() as session:
+                    self._live = {
+                        s.host
+                        for s in services_repo.list_(session, VOLUME_BINARY)
+                        if not s.disabled and services_repo.is_up(s, self._down_after)
+                    }
+                self._loaded = time.monotonic()
+            return backend_host in self._live
+
+
 def _load_stats(db: Database, scheduler: SchedulerManager) -> None:
     with db.session() as session:
         known = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 from cbhelpers import assert_fault
@@ -121,3 +122,21 @@ def test_admin_views_are_admin_only(cinder: RunningService) -> None:
         assert_fault(member.put("/os-services/disable", {"host": "testhost@mem"}), 403)
     finally:
         member.client.close()
+
+
+def test_scheduler_leaves_out_disabled_backends(api: Api) -> None:
+    name = f"mem-only-{uuid.uuid4().hex[:6]}"
+    resp = api.post(
+        "/types", {"volume_type": {"name": name, "extra_specs": {"volume_backend_name": "mem"}}}
+    )
+    assert resp.status_code == 200
+    disable = {"host": "testhost@mem", "binary": "cinder-volume", "disabled_reason": "drain"}
+    assert api.put("/os-services/disable-log-reason", disable).status_code == 200
+    try:
+        time.sleep(1.2)  # the scheduler reads service liveness at most once a second
+        volume = api.create_volume(volume_type=name, wait=False)
+        assert api.wait_volume(volume["id"], ("error",))["status"] == "error"
+    finally:
+        api.put("/os-services/enable", {"host": "testhost@mem", "binary": "cinder-volume"})
+    time.sleep(1.2)
+    assert api.create_volume(volume_type=name)["os-vol-host-attr:host"] == "testhost@mem#mem"
