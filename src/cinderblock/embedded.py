@@ -156,7 +156,13 @@ def _register(embedded: Embedded, host: str, binary: str, topic: str) -> str:
 
 def _start_scheduler(embedded: Embedded) -> None:
     settings = embedded.settings
-    scheduler = SchedulerManager(embedded.db, embedded.transport, embedded.deps.messages, zones={})
+    scheduler = SchedulerManager(
+        embedded.db,
+        embedded.transport,
+        embedded.deps.messages,
+        zones={},
+        is_backend_up=_LiveBackends(embedded.db, settings.service_down_time),
+    )
     # A scheduler that starts after the volume services learns their last stats
     # from the database instead of waiting for the next report.
     _load_stats(embedded.db, scheduler)
