@@ -12,6 +12,7 @@ from typing import Any
 from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
 from cinderblock.db.models import Volume
+from cinderblock.db.repo import claims as claims_repo
 from cinderblock.db.repo import types as types_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.rpc.base import Transport
@@ -299,3 +300,55 @@ class SchedulerManager:
             pending = [v.id for v in volumes_repo.unplaced(session, VolumeStatus.CREATING)]
         for volume_id in pending:
             self.create_volume(RequestContext.admin().to_dict(), volume_id)
+
+    def manage_existing(
+        self, context: dict[str, Any], volume_id: str, existing_ref: dict[str, Any]
+    ) -> None:
+        """Check the named backend with the placement filters, then hand over the adopt.
+
+        A backend that cannot hold a volume of this type (wrong backend name, missing
+        capability, zone, service down) fails the manage before the driver is asked.
+        """
+        ctx = RequestContext.from_dict(context)
+        with self.db.session() as session:
+            volume = volumes_repo.get(session, volume_id)
+            if volume.status != VolumeStatus.MANAGING or not volume.host:
+                return
+            specs = types_repo.extra_specs_of(volume.volume_type)
+            spec = RequestSpec(
+                size=0,
+                extra_specs={k: v for k, v in specs.items() if v is not None},
+                availability_zone=volume.availability_zone,
+                volume=volume_properties(volume),
+            )
+            host, project_id = volume.host, volume.project_id
+        reasons = self.check_backend(spec, host)
+        backend = host.partition("#")[0]
+        if reasons:
+            LOG.info("manage of %s on %s refused: %s", volume_id, host, "; ".join(reasons))
+            with self.db.session() as session:
+                volumes_repo.compare_and_swap(
+                    session,
+                    volume_id,
+                    {"status": VolumeStatus.MANAGING},
+                    {"status": VolumeStatus.ERROR_MANAGING},
+                )
+                claims_repo.release(session, volume_id)
+                self.messages.record(
+                    ctx,
+                    project_id,
+                    Resource.VOLUME,
+                    volume_id,
+                    Action.MANAGE_VOLUME,
+                    Detail.TYPE_MISMATCH,
+                    "; ".join(reasons),
+                    session=session,
+                )
+            return
+        self.transport.cast(
+            volume_topic(backend),
+            "manage_existing",
+            context=context,
+            volume_id=volume_id,
+            existing_ref=existing_ref,
+        )

@@ -24,7 +24,7 @@ from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import types as types_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.rpc.base import CallTimeout, RemoteError
-from cinderblock.scheduler.manager import volume_topic
+from cinderblock.scheduler.manager import SCHEDULER_TOPIC, volume_topic
 from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.services.policy import authorize
 from cinderblock.states import AttachStatus, SnapshotStatus, VolumeStatus
@@ -167,8 +167,9 @@ class ManageService:
                 req.metadata,
             )
             volume.volume_type = volume_type
+        # Like a create, through the scheduler: it checks the named backend first.
         self.deps.transport.cast(
-            volume_topic(backend),
+            SCHEDULER_TOPIC,
             "manage_existing",
             context=ctx.to_dict(),
             volume_id=volume.id,
