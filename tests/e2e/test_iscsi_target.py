@@ -306,6 +306,15 @@ def test_write_terminate_reinitialize_read_back(harness: Harness, tgtd: Tgtd) ->
     assert path.stat().st_size == GiB
 
 
+def test_new_targets_get_the_login_parameters(harness: Harness, tgtd: Tgtd) -> None:
+    vol = harness.export(harness.volume())
+    tid = tgtd.show().partition(f"volume-{vol.id}")[0].rpartition("Target ")[2].rstrip(": ")
+    params = tgtd.adm("--op", "show", "--mode", "target", "--tid", tid).stdout.split()
+    assert "MaxRecvDataSegmentLength=262144" in params
+    assert "MaxBurstLength=1048576" in params
+    assert "InitialR2T=No" in params
+
+
 def test_url_form_with_chap_in_the_url(harness: Harness) -> None:
     vol = harness.export(harness.volume())
     info = harness.driver.initialize_connection(vol, connector(QEMU_DEFAULT_INITIATOR))

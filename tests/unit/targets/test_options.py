@@ -50,6 +50,19 @@ def test_iscsi_options(tmp_path: Path) -> None:
     assert target.iqn_for("snapshot-9") == "iqn.2024-01.org.example:snapshot-9"
 
 
+def test_iscsi_login_parameters(tmp_path: Path) -> None:
+    default = make_target(config(), str(tmp_path))
+    assert isinstance(default, TgtTarget)
+    assert ("MaxBurstLength", "1048576") in default.options.target_params
+    assert ("InitialR2T", "No") in default.options.target_params
+    for off in ("none", "", " None "):
+        target = make_target(config(tgt_target_params=off), str(tmp_path))
+        assert isinstance(target, TgtTarget) and target.options.target_params == ()
+    target = make_target(config(tgt_target_params=" HeaderDigest=CRC32C "), str(tmp_path))
+    assert isinstance(target, TgtTarget)
+    assert target.options.target_params == (("HeaderDigest", "CRC32C"),)
+
+
 def test_nbd_options(tmp_path: Path) -> None:
     target = make_target(config(target_protocol="nbd"), str(tmp_path))
     assert isinstance(target, NbdTarget)
@@ -76,6 +89,8 @@ def test_nbd_options(tmp_path: Path) -> None:
         ({"tgt_manage_daemon": "maybe"}, "tgt_manage_daemon must be a boolean"),
         ({"tgt_backing_store_flags": "fast"}, "tgt_backing_store_flags"),
         ({"iscsi_target_prefix": "iqn x:"}, "iscsi_target_prefix"),
+        ({"tgt_target_params": "MaxBurstLength"}, "tgt_target_params must be Name=value"),
+        ({"tgt_target_params": "A=1,,B=2"}, "tgt_target_params must be Name=value"),
         ({"target_protocol": "nbd", "nbd_port_range": "a-b"}, "nbd_port_range must be like"),
         ({"target_protocol": "nbd", "nbd_port_range": "3000-2000"}, "is not a port range"),
         ({"target_protocol": "nbd", "nbd_tls": "x509"}, "nbd_tls must be one of none, psk"),
