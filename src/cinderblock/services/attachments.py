@@ -9,22 +9,31 @@ attachment is left. Every change is a compare-and-swap on the rows.
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from typing import Any
 
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from cinderblock import exceptions as exc
 from cinderblock.context import RequestContext
-from cinderblock.db.models import Volume, VolumeAttachment, utcnow
+from cinderblock.db.models import Volume, VolumeAdminMetadata, VolumeAttachment, utcnow
 from cinderblock.db.repo import attachments as attachments_repo
 from cinderblock.db.repo import volumes as volumes_repo
-from cinderblock.rpc.base import CallTimeout
+from cinderblock.rpc.base import CallTimeout, RemoteError
 from cinderblock.scheduler.manager import volume_topic
 from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.states import AttachStatus, VolumeStatus
 
+LOG = logging.getLogger(__name__)
 LIVE = (AttachStatus.RESERVED, AttachStatus.ATTACHING, AttachStatus.ATTACHED)
+
+
+class BackendFailure(exc.CinderblockError):
+    """The backend failed a call: a 500 with Cinder's message for that operation."""
+
+    code = 500
 
 
 class AttachmentService:
@@ -33,7 +42,10 @@ class AttachmentService:
         self.db = deps.db
 
     # --- helpers ------------------------------------------------------------------
-    def _call(self, volume: Volume, method: str, **kwargs: Any) -> Any:
+    def _call(self, volume: Volume, method: str, failure: str, **kwargs: Any) -> Any:
+        """Call the volume's backend; a backend error becomes a 500 saying `failure`
+        (the driver's own text is not shown; its 4xx errors, e.g. a bad connector,
+        pass through)."""
         if volume.host is None:
             raise exc.InvalidVolume(reason="The volume is not on any backend.")
         backend = backend_of(volume.host)
@@ -41,6 +53,12 @@ class AttachmentService:
             return self.deps.transport.call(volume_topic(backend), method, **kwargs)
         except CallTimeout as err:
             raise exc.VolumeServiceUnreachable(host=backend) from err
+        except exc.DriverError as err:
+            if err.code < 500:
+                raise
+            raise BackendFailure(failure) from err
+        except RemoteError as err:
+            raise BackendFailure(failure) from err
 
     def get(self, session: Session, ctx: RequestContext, attachment_id: str) -> VolumeAttachment:
         return attachments_repo.get(session, attachment_id, scope(ctx))
@@ -48,11 +66,23 @@ class AttachmentService:
     @staticmethod
     def _settle_volume(session: Session, volume_id: str) -> None:
         """Set the volume's status from the attachments it still has."""
-        live = [
-            a for a in attachments_repo.of_volume(session, volume_id) if a.attach_status in LIVE
-        ]
+        # The compare-and-swaps bypass the identity map: attachment rows this session
+        # already loaded would otherwise be read back with their old statuses.
+        rows = session.scalars(
+            select(VolumeAttachment)
+            .where(VolumeAttachment.volume_id == volume_id)
+            .execution_options(populate_existing=True)
+        )
+        live = [a for a in rows if a.attach_status in LIVE]
         if not live:
             status, attach = VolumeStatus.AVAILABLE, AttachStatus.DETACHED
+            # Like Cinder's volume_detached: the last detach drops the attached_mode.
+            session.execute(
+                delete(VolumeAdminMetadata).where(
+                    VolumeAdminMetadata.volume_id == volume_id,
+                    VolumeAdminMetadata.key == "attached_mode",
+                )
+            )
         elif any(a.attach_status == AttachStatus.ATTACHED for a in live):
             status, attach = VolumeStatus.IN_USE, AttachStatus.ATTACHED
         elif any(a.attach_status == AttachStatus.ATTACHING for a in live):
@@ -92,34 +122,43 @@ class AttachmentService:
                     f"current status is: {volume.status}"
                 )
             readonly = volumes_repo.admin_metadata_of(volume).get("readonly", "").lower()
-            attach_mode = "ro" if readonly == "true" else (mode or "rw")
+            # Without a mode the attachment shows "null" until a connector decides it.
+            attach_mode = "ro" if readonly == "true" else (mode or "null")
             again = instance_uuid is not None and any(
                 a.instance_uuid == instance_uuid and a.attach_status in LIVE
                 for a in attachments_repo.of_volume(session, volume_id)
             )
-            allowed = [VolumeStatus.AVAILABLE, VolumeStatus.DOWNLOADING]
-            if volume.multiattach:
-                allowed += [VolumeStatus.IN_USE, VolumeStatus.RESERVED, VolumeStatus.ATTACHING]
-            if again:
-                allowed += [VolumeStatus.IN_USE, VolumeStatus.RESERVED]
-            to = (
-                VolumeStatus.RESERVED
-                if volume.status in (VolumeStatus.AVAILABLE, VolumeStatus.DOWNLOADING)
-                else volume.status
-            )
-            if not volumes_repo.compare_and_swap(
+            # Cinder's reservation: available/downloading (plus in-use when multiattach)
+            # -> reserved; the same server attaching again keeps an in-use/reserved
+            # volume as it is. A reserved or attaching volume takes no new reservation.
+            free = [VolumeStatus.AVAILABLE, VolumeStatus.DOWNLOADING]
+            won = volumes_repo.compare_and_swap(
                 session,
                 volume_id,
-                {"status": allowed},
-                {
-                    "status": to,
-                    "attach_status": AttachStatus.RESERVED
-                    if to == VolumeStatus.RESERVED
-                    else volume.attach_status,
-                },
-            ):
+                {"status": free},
+                {"status": VolumeStatus.RESERVED, "attach_status": AttachStatus.RESERVED},
+            )
+            if not won and volume.multiattach:
+                # Still attached elsewhere: attach_status stays `attached`.
+                won = volumes_repo.compare_and_swap(
+                    session,
+                    volume_id,
+                    {"status": VolumeStatus.IN_USE},
+                    {"status": VolumeStatus.RESERVED},
+                )
+            if not won and again:
+                won = volumes_repo.compare_and_swap(
+                    session, volume_id, {"status": [VolumeStatus.IN_USE, VolumeStatus.RESERVED]}, {}
+                )
+            if not won:
+                session.refresh(volume)
+                statuses = (
+                    [VolumeStatus.AVAILABLE, VolumeStatus.IN_USE, VolumeStatus.DOWNLOADING]
+                    if volume.multiattach
+                    else free
+                )
                 raise exc.InvalidVolume(
-                    reason=f"Volume {volume_id} status must be available or downloading to "
+                    reason=f"Volume {volume_id} status must be {' or '.join(statuses)} to "
                     f"reserve, but the current status is {volume.status}."
                 )
             attachment = attachments_repo.create(
@@ -137,10 +176,12 @@ class AttachmentService:
         if connector:
             try:
                 return self.update(ctx, attachment_id, connector)
-            except Exception:
+            except Exception as err:
                 with self.db.session() as session:
                     attachments_repo.delete_row(session, attachment_id)
                     self._settle_volume(session, volume_id)
+                if isinstance(err, BackendFailure):
+                    raise BackendFailure("Unable to create attachment for volume.") from err
                 raise
         return attachment
 
@@ -161,8 +202,15 @@ class AttachmentService:
                 if others:
                     raise exc.Conflict(f"duplicate connectors detected on volume {volume.id}")
             mode = attachment.attach_mode
+            if mode in (None, "null"):
+                mode = connector.get("mode") if connector.get("mode") in ("rw", "ro") else "rw"
         info = self._call(
-            volume, "initialize_connection", volume_id=volume.id, connector=connector, mode=mode
+            volume,
+            "initialize_connection",
+            "Unable to update the attachment.",
+            volume_id=volume.id,
+            connector=connector,
+            mode=mode,
         )
         with self.db.session() as session:
             attachments_repo.compare_and_swap(
@@ -171,6 +219,7 @@ class AttachmentService:
                 {"attach_status": list(LIVE)},
                 {
                     "attach_status": AttachStatus.ATTACHING,
+                    "attach_mode": mode,
                     "connector": json.dumps(connector),
                     "connection_info": json.dumps(info),
                     "attached_host": connector.get("host"),
@@ -205,6 +254,7 @@ class AttachmentService:
             self._call(
                 volume,
                 "terminate_connection",
+                "Unable to delete the attachment.",
                 volume_id=volume.id,
                 connector=connector or None,
                 remove_export=not others_connected,
@@ -338,6 +388,24 @@ class AttachmentService:
                 )
             attachments_repo.delete_row(session, live[0].id)
             self._settle_volume(session, volume_id)
+            last = not any(
+                a.attach_status in LIVE for a in attachments_repo.of_volume(session, volume_id)
+            )
+        if last and volume.host is not None:
+            # Like Cinder's detach_volume: the last detach takes the export down
+            # (os-terminate_connection only revokes one connector). The detach itself
+            # is done; an export left behind is re-removed by the next detach.
+            try:
+                self._call(
+                    volume,
+                    "terminate_connection",
+                    "Unable to remove the export.",
+                    volume_id=volume_id,
+                    connector=None,
+                    remove_export=True,
+                )
+            except (BackendFailure, exc.VolumeServiceUnreachable):
+                LOG.warning("volume %s detached but its export was not removed", volume_id)
 
     def initialize_connection(
         self, ctx: RequestContext, volume_id: str, connector: dict[str, Any]
@@ -348,7 +416,13 @@ class AttachmentService:
                 raise exc.InvalidVolume(reason="Volume is in maintenance mode.")
             require_capability(self.deps, volume.host, "export", "attaching volumes")
         return dict(
-            self._call(volume, "initialize_connection", volume_id=volume_id, connector=connector)
+            self._call(
+                volume,
+                "initialize_connection",
+                "Unable to fetch connection information from backend.",
+                volume_id=volume_id,
+                connector=connector,
+            )
         )
 
     def terminate_connection(
@@ -356,16 +430,15 @@ class AttachmentService:
     ) -> None:
         with self.db.session() as session:
             volume = volumes_repo.get(session, volume_id, scope(ctx))
-            connected = any(
-                a.connection_info and a.attach_status in LIVE
-                for a in attachments_repo.of_volume(session, volume_id)
-            )
+        # Only this connector loses access: other hosts may still be connected without
+        # an attachment row saying so (legacy callers); os-detach removes the export.
         self._call(
             volume,
             "terminate_connection",
+            "Unable to terminate volume connection from backend.",
             volume_id=volume_id,
             connector=connector,
-            remove_export=not connected,
+            remove_export=False,
         )
 
     def update_readonly_flag(self, ctx: RequestContext, volume_id: str, readonly: bool) -> None:

@@ -91,9 +91,12 @@ def update(req: ApiRequest, attachment_id: str) -> Reply:
 
 def action(req: ApiRequest, attachment_id: str) -> Reply:
     body = req.body()
-    if not isinstance(body, dict) or list(body) != ["os-complete"] or not req.at_least("3.44"):
+    if not isinstance(body, dict) or list(body) != ["os-complete"]:
         name = next(iter(body), "") if isinstance(body, dict) else ""
         raise exc.Invalid(f"There is no such action: {name}")
+    if not req.at_least("3.44"):
+        # An action that does not exist yet at this version: Cinder's generic 404.
+        raise exc.ResourceNotFound()
     validate(schemas.complete, body)
     _service(req).complete(req.ctx, attachment_id)
     return Reply(204)
