@@ -145,6 +145,7 @@ class ManageOps:
             )
             volumes_repo.set_admin_metadata(session, volume_id, update.get("admin_metadata") or {})
             claims_repo.release(session, volume_id)
+        self.stats_changed()
 
     def unmanage_volume(self: VolumeManager, context: dict[str, Any], volume_id: str) -> None:
         ctx = RequestContext.from_dict(context)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -80,8 +79,10 @@ class VolumeManager(ManageOps, AttachOps):
         self.service_uuid = service_uuid
         self._publish_stats = publish_stats
         self.capabilities: frozenset[str] = capabilities_of(driver)
-        self._locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        # object id -> [lock, number of holders and waiters]; entries go when unused
+        self._locks: dict[str, list[Any]] = {}
         self._locks_guard = threading.Lock()
+        self._stats_timer: threading.Timer | None = None
         self.init_error: str | None = None
 
     # --- start-up --------------------------------------------------------------
@@ -114,18 +115,40 @@ class VolumeManager(ManageOps, AttachOps):
         except Exception:
             LOG.exception("could not publish stats of %s", self.host)
 
+    def stats_changed(self) -> None:
+        """Publish fresh stats soon after a change (coalesced: at most once a second)."""
+        with self._locks_guard:
+            if self._stats_timer is not None:
+                return
+            self._stats_timer = threading.Timer(1.0, self._publish_changed)
+            self._stats_timer.daemon = True
+            self._stats_timer.start()
+
+    def _publish_changed(self) -> None:
+        with self._locks_guard:
+            self._stats_timer = None
+        self.publish_stats(refresh=True)
+
     @contextmanager
     def _locked(self, *ids: str) -> Iterator[None]:
         """Serialise work on the same objects (e.g. clone from a snapshot vs its delete)."""
+        keys = sorted(set(ids))
         with self._locks_guard:
-            locks = [self._locks[i] for i in sorted(set(ids))]
-        for lock in locks:
-            lock.acquire()
+            entries = [self._locks.setdefault(key, [threading.Lock(), 0]) for key in keys]
+            for entry in entries:
+                entry[1] += 1
+        for entry in entries:
+            entry[0].acquire()
         try:
             yield
         finally:
-            for lock in reversed(locks):
-                lock.release()
+            for entry in reversed(entries):
+                entry[0].release()
+            with self._locks_guard:
+                for key, entry in zip(keys, entries, strict=True):
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        del self._locks[key]
 
     def _require_driver(self) -> None:
         if not self.driver.initialized:
@@ -181,6 +204,7 @@ class VolumeManager(ManageOps, AttachOps):
             )
         if not won:
             LOG.warning("volume %s left creating while the driver worked", volume_id)
+        self.stats_changed()
 
     def delete_volume(self, context: dict[str, Any], volume_id: str, cascade: bool = False) -> None:
         ctx = RequestContext.from_dict(context)
@@ -236,6 +260,7 @@ class VolumeManager(ManageOps, AttachOps):
             return
         with self.db.session() as session:
             volumes_repo.delete_row(session, volume_id)
+        self.stats_changed()
 
     def extend_volume(self, context: dict[str, Any], volume_id: str, new_size: int) -> None:
         ctx = RequestContext.from_dict(context)
@@ -271,6 +296,7 @@ class VolumeManager(ManageOps, AttachOps):
                 {"status": VolumeStatus.EXTENDING},
                 {"status": back_to, "size": new_size, "previous_status": None},
             )
+        self.stats_changed()
 
     def revert_to_snapshot(self, context: dict[str, Any], volume_id: str, snapshot_id: str) -> None:
         ctx = RequestContext.from_dict(context)
