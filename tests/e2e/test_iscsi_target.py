@@ -35,7 +35,7 @@ from cinderblock.drivers.config import BackendConfig
 from cinderblock.drivers.file.driver import FileDriver
 from cinderblock.drivers.refs import GiB, SnapshotRef, VolumeRef
 from cinderblock.exceptions import InvalidConnectorException
-from cinderblock.targets import TargetDaemonDown
+from cinderblock.targets import ExportRef, TargetDaemonDown
 
 MiB = 1024**2
 QEMU_DEFAULT_INITIATOR = "iqn.2008-11.org.linux-kvm"
@@ -477,6 +477,25 @@ def test_snapshot_export_is_read_only_and_serves_the_snapshot(harness: Harness, 
     assert qemu_io(spec, "read 0 4k", read_only=True).returncode != 0
     harness.driver.remove_export_snapshot(snap)
     assert sdata["target_iqn"] not in tgtd.show()
+
+
+def test_a_backing_file_with_a_comma_in_its_path(harness: Harness, tmp_path: Path) -> None:
+    # tgtadm cannot take such a path (its request is comma separated): a symlink is used.
+    odd = tmp_path / "odd, name=1.img"
+    with odd.open("wb") as f:
+        f.truncate(64 * MiB)
+    target = harness.driver.target
+    ref = ExportRef(object_id="odd", name=f"volume-{uuid.uuid4()}", path=str(odd))
+    export = target.create_export(ref)
+    ref = ExportRef(ref.object_id, ref.name, ref.path, provider_auth=export.provider_auth)
+    try:
+        conn = connector()
+        data = target.initialize_connection(ref, conn)["data"]
+        assert_ok(qemu_io(image_opts(data, conn["initiator"]), "write -P 0x21 1M 1M"))
+        assert file_has(odd, MiB, MiB, 0x21)
+    finally:
+        target.remove_export(ref)
+    assert not (Path(harness.volumes_dir) / ".tgt" / "links" / ref.name).exists()
 
 
 def test_secondary_portals_give_multipath_fields(harness: Harness, tgtd: Tgtd) -> None:
