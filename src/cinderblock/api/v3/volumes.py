@@ -16,6 +16,7 @@ from cinderblock.api.schemas import volumes as schemas
 from cinderblock.api.v3 import attachments as attachment_actions
 from cinderblock.api.validation import validate
 from cinderblock.api.views import volumes as views
+from cinderblock.db.query import ListParams
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.services.manage import ManageService
 from cinderblock.services.volumes import CreateRequest, VolumeService
@@ -62,7 +63,8 @@ def _service(req: ApiRequest) -> VolumeService:
     return VolumeService(req.deps)
 
 
-def _list(req: ApiRequest, detailed: bool) -> Reply:
+def _list_params(req: ApiRequest) -> tuple[ListParams, bool]:
+    """Filters, sorting and paging of a volume list (index, detail and summary alike)."""
     params, all_tenants = build_list_params(
         req,
         user_filters=USER_FILTERS,
@@ -79,6 +81,11 @@ def _list(req: ApiRequest, detailed: bool) -> Reply:
         params.like_filters["display_name"] = params.like_filters.pop("name")
     if "description" in params.filters:
         params.filters["display_description"] = params.filters.pop("description")
+    return params, all_tenants
+
+
+def _list(req: ApiRequest, detailed: bool) -> Reply:
+    params, all_tenants = _list_params(req)
     with req.deps.db.session() as session:
         page = _service(req).list_page(session, req.ctx, params, all_tenants)
     if detailed:
@@ -108,14 +115,9 @@ def show(req: ApiRequest, volume_id: str) -> Reply:
 
 
 def summary(req: ApiRequest) -> Reply:
-    params, all_tenants = build_list_params(
-        req,
-        user_filters=USER_FILTERS,
-        admin_filters=ADMIN_FILTERS,
-        bool_filters=("bootable",),
-        int_filters=("size",),
-        version_gated=VERSION_GATED,
-    )
+    # The list's own parsing: typed boolean/time filters (a raw string compared with a
+    # boolean or timestamp column is a database error on PostgreSQL), names mapped.
+    params, all_tenants = _list_params(req)
     params.limit = None
     with req.deps.db.session() as session:
         volumes, _ = _service(req).list(session, req.ctx, params, all_tenants)
