@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
+
 from cinderblock import exceptions as exc
 
 FAULT_KEYS = {
@@ -17,6 +19,10 @@ FAULT_KEYS = {
     503: "serviceUnavailable",
 }
 GENERIC_500 = "The server has either erred or is incapable of performing the requested operation."
+DUPLICATE_KEY = (
+    "A key in the request is already stored (MySQL and MariaDB take keys that differ only in "
+    "letter case or trailing spaces for the same key)."
+)
 
 
 def fault_body(code: int, message: str) -> dict[str, dict[str, object]]:
@@ -28,4 +34,19 @@ def fault_for(error: BaseException) -> tuple[int, dict[str, dict[str, object]]]:
         return error.code, fault_body(error.code, error.msg)
     if isinstance(error, exc.DriverError) and error.code < 500:
         return error.code, fault_body(error.code, error.msg)
+    if isinstance(error, IntegrityError) and _is_duplicate(error):
+        # A unique (owner, key) index refused a row: a conflict with what is stored (or
+        # with a concurrent write of the same key), not a server fault.
+        return 409, fault_body(409, DUPLICATE_KEY)
     return 500, fault_body(500, GENERIC_500)
+
+
+def _is_duplicate(error: IntegrityError) -> bool:
+    """A unique-constraint violation (other integrity errors stay 500s: they are bugs)."""
+    orig = error.orig
+    if getattr(orig, "sqlstate", None) == "23505":  # PostgreSQL unique_violation
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] == 1062:  # MySQL / MariaDB ER_DUP_ENTRY
+        return True
+    return "UNIQUE constraint failed" in str(orig)  # SQLite
