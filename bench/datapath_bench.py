@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -74,6 +75,17 @@ def free_control_port() -> int:
         if subprocess.run(show, capture_output=True, check=False).returncode != 0:
             return port
     raise RuntimeError("no free tgtd control port")
+
+
+def shutdown_tgtd(control_port: int) -> None:
+    """Stop our private tgtd: it ignores SIGTERM and refuses to stop while it has targets."""
+    base = ["tgtadm", "-C", str(control_port)]
+    show = [*base, "--lld", "iscsi", "--op", "show", "--mode", "target"]
+    out = subprocess.run(show, capture_output=True, text=True, check=False).stdout
+    for tid in re.findall(r"^Target (\d+):", out, re.MULTILINE):
+        delete = ["--lld", "iscsi", "--op", "delete", "--mode", "target", "--force", "--tid", tid]
+        subprocess.run([*base, *delete], capture_output=True, check=False)
+    subprocess.run([*base, "--op", "delete", "--mode", "system"], capture_output=True, check=False)
 
 
 def free_nbd_range() -> str:
@@ -291,8 +303,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             nbd.terminate_connection(vol, connector)
             nbd.remove_export(vol)
     finally:
-        stop = ["tgtadm", "-C", str(control), "--op", "delete", "--mode", "system"]
-        subprocess.run(stop, capture_output=True, check=False)
+        shutdown_tgtd(control)
         shutil.rmtree(work, ignore_errors=True)
     return rows
 

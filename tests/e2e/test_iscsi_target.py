@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -66,6 +67,21 @@ def _free_control_port() -> int:
     raise RuntimeError("no free tgtd control port")
 
 
+def _shutdown(control_port: int) -> None:
+    """Stop a tgtd: it refuses `delete --mode system` while it has targets, and ignores SIGTERM."""
+    base = ["tgtadm", "-C", str(control_port)]
+    show = subprocess.run(
+        [*base, "--lld", "iscsi", "--op", "show", "--mode", "target"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    for tid in re.findall(r"^Target (\d+):", show.stdout, re.MULTILINE):
+        delete = ["--lld", "iscsi", "--op", "delete", "--mode", "target", "--force", "--tid", tid]
+        subprocess.run([*base, *delete], capture_output=True, check=False)
+    subprocess.run([*base, "--op", "delete", "--mode", "system"], capture_output=True, check=False)
+
+
 def _listening(host: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -103,7 +119,7 @@ class Tgtd:
         if self.process is None:
             return
         if self.process.poll() is None:
-            self.adm("--op", "delete", "--mode", "system")  # tgtd ignores SIGTERM
+            _shutdown(self.control_port)
             try:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -559,8 +575,8 @@ def test_managed_daemon_is_started_when_missing(harness: Harness, tmp_path: Path
         assert file_has(harness.path(vol), 0, MiB, 9)
         driver.remove_export(vol)
     finally:
-        subprocess.run(
-            ["tgtadm", "-C", str(control), "--op", "delete", "--mode", "system"],
-            capture_output=True,
-            check=False,
-        )
+        _shutdown(control)
+        deadline = time.monotonic() + 10
+        while _answers(control) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _answers(control)
