@@ -33,6 +33,25 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class KeystoneAuthSettings:
+    """[keystone_authtoken] (auth_strategy = keystone): where tokens are validated and as
+    whom. The whole section also goes to keystonemiddleware (timeouts, TLS, region...)."""
+
+    auth_url: str
+    www_authenticate_uri: str
+    auth_type: str = "password"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    project_name: str = ""
+    user_domain_name: str = "Default"
+    project_domain_name: str = "Default"
+    # Seconds a validated (or refused) token is remembered; 0 or -1: ask Keystone each time.
+    token_cache_time: int = 300
+    token_cache_size: int = 10000
+    options: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     host: str = field(default_factory=socket.gethostname)
     bind_host: str = "127.0.0.1"
@@ -41,6 +60,7 @@ class Settings:
     # In noauth mode these user names get the admin role; everyone else is a member
     # of the project named in the token.
     noauth_admin_users: tuple[str, ...] = ("admin",)
+    keystone: KeystoneAuthSettings | None = None
     storage_availability_zone: str = "nova"
     default_volume_type: str = "__DEFAULT__"
     osapi_max_limit: int = 1000
@@ -120,14 +140,16 @@ def load_settings(
             )
         )
     auth = default.get("auth_strategy", "noauth")
-    if auth not in ("noauth",):
-        raise ConfigError(f"auth_strategy {auth!r} is not supported (use noauth)")
+    if auth not in ("noauth", "keystone"):
+        raise ConfigError(f"auth_strategy {auth!r} is not supported (use noauth or keystone)")
+    keystone = _keystone_settings(parser) if auth == "keystone" else None
     return Settings(
         host=default.get("host") or socket.gethostname(),
         bind_host=default.get("bind_host", "127.0.0.1"),
         bind_port=get_int("bind_port", 8776),
         auth_strategy=auth,
         noauth_admin_users=tuple(_getlist(default.get("noauth_admin_users", "admin"))),
+        keystone=keystone,
         storage_availability_zone=default.get("storage_availability_zone", "nova"),
         default_volume_type=default.get("default_volume_type", "__DEFAULT__"),
         osapi_max_limit=get_int("osapi_max_limit", 1000),
@@ -142,6 +164,43 @@ def load_settings(
         or default.get("transport_url", ""),
         rpc_workers=get_int("rpc_workers", 16),
         backends=tuple(backends),
+    )
+
+
+def _keystone_settings(parser: configparser.ConfigParser) -> KeystoneAuthSettings:
+    name = "keystone_authtoken"
+    if not parser.has_section(name):
+        raise ConfigError(f"auth_strategy = keystone needs a [{name}] section")
+    section = {key: value.strip() for key, value in parser[name].items()}
+    auth_url = section.get("auth_url", "")
+    public_uri = section.get("www_authenticate_uri") or section.get("auth_uri") or auth_url
+    if not auth_url:
+        raise ConfigError(f"[{name}] auth_url is required")
+    auth_type = section.get("auth_type") or "password"
+    if auth_type == "password":
+        for key in ("username", "password", "project_name"):
+            if not section.get(key):
+                raise ConfigError(f"[{name}] {key} is required with auth_type = password")
+
+    def get_int(key: str, fallback: int) -> int:
+        raw = section.get(key) or str(fallback)
+        try:
+            return int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"[{name}] {key} must be an integer, got {raw!r}") from exc
+
+    return KeystoneAuthSettings(
+        auth_url=auth_url,
+        www_authenticate_uri=public_uri,
+        auth_type=auth_type,
+        username=section.get("username", ""),
+        password=section.get("password", ""),
+        project_name=section.get("project_name", ""),
+        user_domain_name=section.get("user_domain_name") or "Default",
+        project_domain_name=section.get("project_domain_name") or "Default",
+        token_cache_time=get_int("token_cache_time", 300),
+        token_cache_size=max(0, get_int("token_cache_size", 10000)),
+        options=section,
     )
 
 

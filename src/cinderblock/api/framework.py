@@ -1,7 +1,7 @@
 """The glue between Starlette and our handlers.
 
-Every route goes through `endpoint()`: microversion negotiation, noauth
-authentication, project check, body parsing, the handler (in a worker thread),
+Every route goes through `endpoint()`: microversion negotiation,
+authentication (api/auth.py), project check, body parsing, the handler (in a worker thread),
 Cinder fault bodies for every error, and the headers every response carries.
 """
 
@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cinderblock import exceptions as exc
+from cinderblock.api.auth import authenticator_for
 from cinderblock.api.errors import fault_body, fault_for
 from cinderblock.api.microversions import HEADER, MIN_VERSION, APIVersion, negotiate
 from cinderblock.context import RequestContext, new_request_id
@@ -142,25 +143,8 @@ def json_response(
 
 
 def authenticate(request: Request, deps: ServiceDeps, request_id: str) -> RequestContext:
-    """noauth like Cinder's: X-Auth-Token is "user:project" (or just "user")."""
-    token = request.headers.get("x-auth-token")
-    if not token:
-        raise exc.NotAuthenticated()
-    user, _, project = token.partition(":")
-    user = user.strip()
-    project = project.strip() or user
-    if not user:
-        raise exc.NotAuthenticated()
-    is_admin = user in deps.settings.noauth_admin_users
-    roles = ("admin", "member", "reader") if is_admin else ("member", "reader")
-    return RequestContext(
-        user_id=user,
-        project_id=project,
-        roles=roles,
-        is_admin=is_admin,
-        request_id=request_id,
-        global_request_id=request.headers.get("x-openstack-request-id"),
-    )
+    """Who is asking, per auth_strategy: see api/auth.py (noauth or Keystone tokens)."""
+    return authenticator_for(deps).authenticate(request, request_id)
 
 
 Handler = Callable[..., Reply]
@@ -177,6 +161,8 @@ def endpoint(
 ) -> Callable[[Request], Any]:
     min_v = APIVersion.parse(min_version) if min_version else None
     max_v = APIVersion.parse(max_version) if max_version else None
+    # Keystone validation may wait on the network: it runs in a worker thread.
+    auth_blocks = needs_auth and authenticator_for(deps).blocking
 
     async def run(request: Request) -> Response:
         request_id = new_request_id()
@@ -206,7 +192,9 @@ def endpoint(
                 raise exc.ResourceNotFound()  # no id or key contains NUL
             if any("\x00" in k + v for k, v in request.query_params.multi_items()):
                 raise exc.InvalidInput(reason="Query parameters must not contain NUL characters.")
-            if needs_auth:
+            if auth_blocks:
+                ctx = await run_in_threadpool(authenticate, request, deps, request_id)
+            elif needs_auth:
                 ctx = authenticate(request, deps, request_id)
             else:
                 ctx = RequestContext(user_id=None, project_id=None, request_id=request_id)
@@ -228,7 +216,8 @@ def endpoint(
             status, body = fault_for(err)
             if status >= 500:
                 LOG.exception("%s %s failed", request.method, request.url.path)
-            return json_response(status, body, version, request_id)
+            # (a 401 from Keystone auth carries WWW-Authenticate)
+            return json_response(status, body, version, request_id, getattr(err, "headers", None))
         return json_response(reply.status, reply.body, version, request_id, reply.headers)
 
     return run
