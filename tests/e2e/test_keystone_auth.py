@@ -296,6 +296,10 @@ def test_member_creates_and_lists_in_its_project(
     # A reader of the project lists it too.
     rita_token = keystone.token("rita")
     assert volume in listed(call(cinderblock, "GET", f"/v3/{alice.project_id}/volumes", rita_token))
+    # ... but may not change anything.
+    denied = call(cinderblock, "DELETE", f"/v3/{alice.project_id}/volumes/{volume}", rita_token)
+    assert denied.status_code == 403
+    assert "forbidden" in denied.json()
 
 
 def test_token_on_another_projects_url_is_refused(

@@ -200,6 +200,9 @@ def endpoint(
                 ctx = RequestContext(user_id=None, project_id=None, request_id=request_id)
             if project is not None and needs_auth and project != ctx.project_id:
                 raise exc.Invalid("Malformed request url")
+            if needs_auth and request.method not in ("GET", "HEAD") and not _may_write(ctx):
+                # A reader-only token (Keystone's reader role) may look, not change.
+                raise exc.PolicyNotAuthorized(action=f"{request.method} {request.url.path}")
             raw = b""
             if request.method in ("POST", "PUT", "PATCH"):
                 raw = await _read_limited(request, deps.settings.max_request_body_size)
@@ -214,13 +217,19 @@ def endpoint(
             reply = await run_in_threadpool(handler, api_request, **params)
         except Exception as err:  # every error becomes a Cinder fault body
             status, body = fault_for(err)
-            if status >= 500:
+            if status >= 500 and not isinstance(err, exc.CinderblockError):
                 LOG.exception("%s %s failed", request.method, request.url.path)
+            elif status >= 500:  # expected (e.g. a service or Keystone unreachable)
+                LOG.warning("%s %s: %s", request.method, request.url.path, err)
             # (a 401 from Keystone auth carries WWW-Authenticate)
             return json_response(status, body, version, request_id, getattr(err, "headers", None))
         return json_response(reply.status, reply.body, version, request_id, reply.headers)
 
     return run
+
+
+def _may_write(ctx: RequestContext) -> bool:
+    return ctx.is_admin or "member" in ctx.roles
 
 
 async def _read_limited(request: Request, limit: int) -> bytes:
