@@ -14,6 +14,7 @@ import sys
 import threading
 
 from cinderblock import __version__
+from cinderblock.cli import audit as audit_cli
 from cinderblock.cli import manage as manage_cli
 from cinderblock.config import ConfigError, Settings, load_settings, with_default_backend
 
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     upgrade = db_sub.add_parser("upgrade", help="apply migrations")
     upgrade.set_defaults(func=_db_upgrade)
     manage_cli.add_parser(sub)
+    audit_cli.add_parser(sub)
     openapi = sub.add_parser("openapi", help="print the API's OpenAPI document (JSON)")
     openapi.set_defaults(func=_openapi)
     version = sub.add_parser("version")
