@@ -35,6 +35,7 @@ from cinderblock.volume.attach import AttachOps
 from cinderblock.volume.manage import ManageOps
 from cinderblock.volume.recovery import recover_backend
 from cinderblock.volume.refs import snapshot_ref, volume_ref
+from cinderblock.volume.repair import RepairOps
 
 LOG = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def _detail_for(error: Exception) -> tuple[Detail, str | None]:
     return Detail.UNKNOWN_ERROR, None
 
 
-class VolumeManager(ManageOps, AttachOps):
+class VolumeManager(ManageOps, AttachOps, RepairOps):
     """Owns one backend (`host@backend`) and its driver."""
 
     def __init__(

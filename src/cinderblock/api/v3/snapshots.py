@@ -17,6 +17,7 @@ from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.services.manage import ManageService
 from cinderblock.services.snapshots import SnapshotService
 from cinderblock.states import SNAPSHOT_RESETTABLE
+from cinderblock.volume.repair import request_repair
 
 USER_FILTERS = ("name", "status", "volume_id", "metadata", "availability_zone", "consumes_quota")
 ADMIN_FILTERS = ("id", "user_id", "display_name", "description", "group_snapshot_id")
@@ -189,6 +190,8 @@ def action(req: ApiRequest, snapshot_id: str) -> Reply:
             raise exc.Invalid(f"Must specify a valid status: {status}")
         _service(req).reset_status(req.ctx, snapshot_id, status)
         return Reply(202)
+    if name == "os-repair_status":  # our extension: the status from the backend's truth
+        return Reply(200, request_repair(req.deps, req.ctx, "snapshot", snapshot_id, body[name]))
     if name == "os-force_delete":
         validate(schemas.force_delete, body)
         _service(req).force_delete(req.ctx, snapshot_id)

@@ -21,6 +21,7 @@ from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.services.manage import ManageService
 from cinderblock.services.volumes import CreateRequest, VolumeService
 from cinderblock.states import MIGRATION_STATUSES, VOLUME_RESETTABLE, AttachStatus
+from cinderblock.volume.repair import request_repair
 
 USER_FILTERS = (
     "name",
@@ -349,11 +350,18 @@ def _unmanage(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Reply:
     return Reply(202)
 
 
+def _repair_status(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Reply:
+    """Our extension: the status from what the backend holds (volume/repair.py)."""
+    args = body["os-repair_status"]
+    return Reply(200, request_repair(req.deps, req.ctx, "volume", volume_id, args))
+
+
 _ACTIONS = {
     **attachment_actions.VOLUME_ACTIONS,
     "os-unmanage": _unmanage,
     "os-extend": _extend,
     "os-reset_status": _reset_status,
+    "os-repair_status": _repair_status,
     "os-force_delete": _force_delete,
     "revert": _revert,
 }
