@@ -96,6 +96,7 @@ SNAPSHOT_TRANSITIONAL = (
     SnapshotStatus.CREATING,
     SnapshotStatus.DELETING,
     SnapshotStatus.RESTORING,
+    SnapshotStatus.UNMANAGING,
 )
 
 # Statuses os-reset_status accepts for volumes (Cinder's list, lower-case).

@@ -59,7 +59,7 @@ from cinderblock.states import (
 
 # Work in flight: the recovery set, plus attach flows and snapshot unmanage.
 VOLUME_BUSY = frozenset({*VOLUME_TRANSITIONAL, VolumeStatus.ATTACHING, VolumeStatus.DETACHING})
-SNAPSHOT_BUSY = frozenset({*SNAPSHOT_TRANSITIONAL, SnapshotStatus.UNMANAGING})
+SNAPSHOT_BUSY = frozenset(SNAPSHOT_TRANSITIONAL)
 # Statuses in which the object need not exist (never made, failed, being removed).
 VOLUME_MAY_BE_ABSENT = frozenset(
     {
