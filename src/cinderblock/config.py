@@ -75,6 +75,14 @@ class Settings:
     transport_url: str = ""
     rpc_workers: int = 16
     rpc_call_timeout: float = 60.0
+    # Default per-project quotas (Cinder's option names and defaults); -1 is unlimited.
+    quota_volumes: int = 10
+    quota_snapshots: int = 10
+    quota_gigabytes: int = 1000
+    quota_backups: int = 10
+    quota_backup_gigabytes: int = 1000
+    quota_groups: int = 10
+    per_volume_size_limit: int = -1
     backends: tuple[BackendConfig, ...] = ()
 
     def backend(self, name: str) -> BackendConfig:
@@ -163,6 +171,13 @@ def load_settings(
         transport_url=os.environ.get("CINDERBLOCK_TRANSPORT_URL")
         or default.get("transport_url", ""),
         rpc_workers=get_int("rpc_workers", 16),
+        quota_volumes=get_int("quota_volumes", 10),
+        quota_snapshots=get_int("quota_snapshots", 10),
+        quota_gigabytes=get_int("quota_gigabytes", 1000),
+        quota_backups=get_int("quota_backups", 10),
+        quota_backup_gigabytes=get_int("quota_backup_gigabytes", 1000),
+        quota_groups=get_int("quota_groups", 10),
+        per_volume_size_limit=get_int("per_volume_size_limit", -1),
         backends=tuple(backends),
     )
 

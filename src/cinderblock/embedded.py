@@ -28,6 +28,7 @@ from cinderblock.rpc.inprocess import InProcessTransport
 from cinderblock.scheduler.manager import SCHEDULER_TOPIC, SchedulerManager, volume_topic
 from cinderblock.services.common import ServiceDeps
 from cinderblock.services.messages import MessageRecorder
+from cinderblock.services.quotas import QuotaEngine
 from cinderblock.volume.manager import VolumeManager
 
 LOG = logging.getLogger(__name__)
@@ -236,6 +237,7 @@ def _start_volume_services(embedded: Embedded) -> None:
             publish_stats=publish,
             availability_zone=zone,
             service_uuid=service_uuid,
+            quotas=QuotaEngine.for_deps(embedded.deps),
         )
         manager.init_host()
         transport.serve(volume_topic(host), manager)

@@ -219,3 +219,39 @@ class InvalidConnectorException(DriverError):
 class UnsupportedOperation(DriverError):
     code = 400
     message_template = "The backend does not support %(operation)s."
+
+
+# ---- quotas (413) ------------------------------------------------------------
+class QuotaError(OverLimit):
+    """Over quota. Cinder shows these as '<ClassName>: <message>'; `reason` is the bare text."""
+
+    message_template = "Quota exceeded: code=%(code)s"
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.reason = self.msg
+        self.msg = f"{type(self).__name__}: {self.msg}"
+        self.args = (self.msg,)
+
+
+class VolumeSizeExceedsAvailableQuota(QuotaError):
+    message_template = (
+        "Requested volume or snapshot exceeds allowed %(name)s quota. Requested "
+        "%(requested)sG, quota is %(quota)sG and %(consumed)sG has been consumed."
+    )
+
+
+class VolumeSizeExceedsLimit(QuotaError):
+    message_template = (
+        "Requested volume size %(size)dG is larger than maximum allowed limit %(limit)dG."
+    )
+
+
+class VolumeLimitExceeded(QuotaError):
+    message_template = (
+        "Maximum number of volumes allowed (%(allowed)d) exceeded for quota '%(name)s'."
+    )
+
+
+class SnapshotLimitExceeded(QuotaError):
+    message_template = "Maximum number of snapshots allowed (%(allowed)d) exceeded"

@@ -21,6 +21,7 @@ from cinderblock.api.v3 import (
     manageable,
     messages,
     misc,
+    quotas,
     snapshots,
     types,
     volumes,
@@ -78,6 +79,7 @@ V3_ROUTES: list[RouteSpec] = [
     *manageable.ROUTES,
     *admin.ROUTES,
     *attachments.ROUTES,
+    *quotas.ROUTES,
 ]
 
 

@@ -27,7 +27,7 @@ from cinderblock.api.schemas import manage as manage_schemas
 from cinderblock.api.schemas import snapshots as snapshot_schemas
 from cinderblock.api.schemas import types as type_schemas
 from cinderblock.api.schemas import volumes as volume_schemas
-from cinderblock.api.v3 import admin, attachments, messages, snapshots, volumes
+from cinderblock.api.v3 import admin, attachments, messages, quotas, snapshots, volumes
 
 # (path below /v3/{project_id}, methods, handler, min microversion), as in api.app.
 RouteSpec = tuple[str, list[str], Callable[..., Any], str | None]
@@ -85,6 +85,7 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/attachments", "POST"): attachment_schemas.create,
     ("/attachments/{attachment_id}", "PUT"): attachment_schemas.update,
     ("/attachments/{attachment_id}/action", "POST"): attachment_schemas.complete,
+    ("/os-quota-sets/{target_project_id}", "PUT"): quotas.update_body,
 }
 
 # Success statuses other than 200, by (path, method).
@@ -185,6 +186,7 @@ QUERY_PARAMETERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/os-volume-manage", "POST"): ("dry_run",),
     ("/attachments", "GET"): ("all_tenants", "limit", *attachments.FILTERS),
     ("/attachments/detail", "GET"): ("all_tenants", "limit", *attachments.FILTERS),
+    ("/os-quota-sets/{target_project_id}", "GET"): ("usage",),
 }
 
 _PATH_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {

@@ -231,3 +231,49 @@ class VolumeAttachment(Base):
     detach_time: Mapped[dt.datetime | None] = mapped_column(Timestamp)
     created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
     updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class Quota(Base):
+    """A project's own hard limit for one resource; without a row the default applies."""
+
+    __tablename__ = "quotas"
+
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # volumes, gigabytes, ... or per type: volumes_<type name> (up to 255 + prefix)
+    resource: Mapped[str] = mapped_column(String(300), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class QuotaUsage(Base):
+    """What a project uses of one resource. Every charge locks this row first, so checking
+    the limit and adding to the counter happen under one lock (see repo/quotas.py)."""
+
+    __tablename__ = "quota_usages"
+
+    project_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(300), primary_key=True)
+    in_use: Mapped[int] = mapped_column(Integer, default=0)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[dt.datetime | None] = mapped_column(Timestamp)
+
+
+class QuotaCharge(Base):
+    """One amount charged to a project for one object (volume or snapshot id).
+
+    Releasing an object gives back exactly what was charged for it, whatever its row
+    says now (sizes change; a manage learns the size late; old rows predate quotas).
+    `reserved` charges (an extend in flight) count in quota_usages.reserved until the
+    volume manager commits or rolls them back.
+    """
+
+    __tablename__ = "quota_charges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    object_id: Mapped[str] = mapped_column(String(36), index=True)
+    project_id: Mapped[str] = mapped_column(String(255))
+    resource: Mapped[str] = mapped_column(String(300))
+    amount: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(Timestamp, default=utcnow)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cinderblock import exceptions as exc
 from cinderblock.config import Settings
@@ -11,6 +12,9 @@ from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
 from cinderblock.rpc.base import Transport
 from cinderblock.services.messages import MessageRecorder
+
+if TYPE_CHECKING:
+    from cinderblock.services.quotas import QuotaEngine
 
 
 @dataclass
@@ -24,6 +28,8 @@ class ServiceDeps:
     # backend host (host@backend) -> capability names its driver implements, or None
     # when the backend is unknown; lets the API refuse before any state changes.
     capabilities_of: Callable[[str], frozenset[str] | None] = field(default=lambda _host: None)
+    # Per-process quota engine; QuotaEngine.for_deps builds it on first use.
+    quotas: QuotaEngine | None = None
 
 
 def scope(ctx: RequestContext) -> str | None:

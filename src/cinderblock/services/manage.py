@@ -27,6 +27,7 @@ from cinderblock.rpc.base import CallTimeout, RemoteError
 from cinderblock.scheduler.manager import SCHEDULER_TOPIC, volume_topic
 from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.services.policy import authorize
+from cinderblock.services.quotas import QuotaEngine, snapshot_deltas, volume_deltas
 from cinderblock.states import AttachStatus, SnapshotStatus, VolumeStatus
 
 VOLUME_BINARY = "cinder-volume"
@@ -107,6 +108,9 @@ class ManageService:
         authorize(ctx, "volume_extension:volume_manage")
         key = ref_key(req.ref)
         backend = backend_of(req.host)
+        quotas = QuotaEngine.for_deps(self.deps)
+        if not dry_run:
+            quotas.prepare(self.db, str(ctx.project_id))
         with self.db.session() as session:
             if req.volume_type is not None:
                 try:
@@ -167,6 +171,15 @@ class ManageService:
                 req.metadata,
             )
             volume.volume_type = volume_type
+            # The count now, with the row; gigabytes when the volume manager learns the size.
+            quotas.charge(
+                session,
+                str(ctx.project_id),
+                volume_id,
+                volume_deltas(0, volume_type.name),
+                kind="volumes",
+                requested=0,
+            )
         # Like a create, through the scheduler: it checks the named backend first.
         self.deps.transport.cast(
             SCHEDULER_TOPIC,
@@ -272,6 +285,8 @@ class ManageService:
     ) -> Snapshot:
         authorize(ctx, "snapshot_extension:snapshot_manage")
         key = ref_key(ref)
+        quotas = QuotaEngine.for_deps(self.deps)
+        quotas.prepare(self.db, str(ctx.project_id))
         with self.db.session() as session:
             volume = volumes_repo.get(session, volume_id, scope(ctx))
             if volume.host is None:
@@ -301,6 +316,16 @@ class ManageService:
                     "consumes_quota": True,
                 },
                 metadata,
+            )
+            # Charged as a snapshot create is (the row says the volume's size until the
+            # volume manager learns the real one and trues the charge up).
+            quotas.charge(
+                session,
+                str(ctx.project_id),
+                snapshot_id,
+                snapshot_deltas(volume.size, volume.volume_type.name),
+                kind="snapshots",
+                requested=volume.size,
             )
         self.deps.transport.cast(
             volume_topic(backend),

@@ -57,6 +57,7 @@ class Detail(Enum):
         "The backend still holds objects that depend on the volume (such as snapshots it "
         "does not manage); nothing was deleted.",
     )
+    OVER_QUOTA = ("012", "Over quota: %s")
 
 
 class MessageRecorder:

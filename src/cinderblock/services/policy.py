@@ -28,6 +28,8 @@ ADMIN_ONLY = frozenset(
         "scheduler_extension:scheduler_stats:get_pools",
         "volume_extension:capabilities",
         "volume:get_all_tenants",
+        "volume_extension:quotas:update",
+        "volume_extension:quotas:delete",
     }
 )
 

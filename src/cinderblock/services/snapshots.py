@@ -17,6 +17,7 @@ from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.scheduler.manager import volume_topic
 from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.services.policy import authorize
+from cinderblock.services.quotas import QuotaEngine, snapshot_deltas
 from cinderblock.states import SNAPSHOT_DELETABLE, SnapshotStatus, VolumeStatus
 
 DELETE_REFUSED = "Snapshot status must be available or error and must not be part of a group."
@@ -51,6 +52,8 @@ class SnapshotService:
         allowed = [VolumeStatus.AVAILABLE]
         if allow_in_use:
             allowed.append(VolumeStatus.IN_USE)
+        quotas = QuotaEngine.for_deps(self.deps)
+        quotas.prepare(self.db, str(ctx.project_id))
         with self.db.session() as session:
             volume = volumes_repo.get(session, volume_id, scope(ctx))
             require_capability(self.deps, volume.host, "snapshot", "snapshots")
@@ -76,6 +79,15 @@ class SnapshotService:
                     "consumes_quota": True,
                 },
                 metadata,
+            )
+            # Same transaction as the insert: over quota leaves no row behind.
+            quotas.charge(
+                session,
+                str(ctx.project_id),
+                snapshot.id,
+                snapshot_deltas(volume.size, volume.volume_type.name),
+                kind="snapshots",
+                requested=volume.size,
             )
             host = volume.host
         self.deps.transport.cast(

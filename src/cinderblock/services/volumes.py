@@ -20,6 +20,7 @@ from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.scheduler.manager import SCHEDULER_TOPIC, volume_topic
 from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.services.policy import authorize
+from cinderblock.services.quotas import QuotaEngine, volume_deltas
 from cinderblock.states import (
     SNAPSHOT_DELETABLE,
     VOLUME_DELETABLE,
@@ -90,6 +91,8 @@ class VolumeService:
     # --- create ------------------------------------------------------------------
     def create(self, ctx: RequestContext, req: CreateRequest) -> Volume:
         required_backend = None
+        quotas = QuotaEngine.for_deps(self.deps)
+        quotas.prepare(self.db, str(ctx.project_id))
         with self.db.session() as session:
             size = req.size
             source_type: VolumeType | None = None
@@ -149,6 +152,7 @@ class VolumeService:
             if zone not in self.known_zones(session):
                 raise exc.InvalidAvailabilityZone(az=zone)
             specs = types_repo.extra_specs_of(volume_type)
+            quotas.check_volume_size(session, str(ctx.project_id), size)
             volume = volumes_repo.create(
                 session,
                 {
@@ -174,6 +178,15 @@ class VolumeService:
             )
             volume.volume_type = volume_type
             volume_id = volume.id
+            # Same transaction as the insert: over quota leaves no row behind.
+            quotas.charge(
+                session,
+                str(ctx.project_id),
+                volume_id,
+                volume_deltas(size, volume_type.name),
+                kind="volumes",
+                requested=size,
+            )
         self.deps.transport.cast(
             SCHEDULER_TOPIC,
             "create_volume",
@@ -272,6 +285,8 @@ class VolumeService:
         allowed = [VolumeStatus.AVAILABLE]
         if allow_in_use:
             allowed.append(VolumeStatus.IN_USE)
+        # No prepare(): the volume's usage rows exist since it was charged at create.
+        quotas = QuotaEngine.for_deps(self.deps)
         with self.db.session() as session:
             volume = self.get(session, ctx, volume_id)
             require_capability(self.deps, volume.host, "extend", "extending volumes")
@@ -293,6 +308,19 @@ class VolumeService:
             )
             if not won:
                 raise exc.InvalidVolume(reason="Volume status changed while extending.")
+            quotas.check_volume_size(session, volume.project_id, new_size)
+            # Reserved until the volume manager commits it with the new size (or gives it
+            # back when the extend fails); over quota rolls the status change back too.
+            delta = new_size - volume.size
+            quotas.charge(
+                session,
+                volume.project_id,
+                volume_id,
+                volume_deltas(delta, volume.volume_type.name, count=0),
+                kind="volumes",
+                requested=delta,
+                reserve=True,
+            )
             host = volume.host
         self.deps.transport.cast(
             volume_topic(backend_of(host or "")),

@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from cinderblock import exceptions as exc
 from cinderblock.context import RequestContext
 from cinderblock.db.repo import claims as claims_repo
+from cinderblock.db.repo import quotas as quotas_repo
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.drivers.base import ManageableSnapshotsVD, ManageableVD
 from cinderblock.drivers.refs import ModelUpdate, VolumeRef
 from cinderblock.services.messages import Action, Detail, Resource
+from cinderblock.services.quotas import snapshot_deltas, volume_deltas
 from cinderblock.states import SnapshotStatus, VolumeStatus
 from cinderblock.volume.refs import snapshot_ref, volume_ref
 
@@ -30,6 +32,8 @@ LOG = logging.getLogger(__name__)
 
 
 def _manage_detail(error: Exception) -> tuple[Detail, str | None]:
+    if isinstance(error, exc.QuotaError):
+        return Detail.OVER_QUOTA, error.reason
     if isinstance(error, exc.ManageExistingInvalidReference):
         return Detail.INVALID_REFERENCE, str(error.kwargs.get("reason") or error.msg)
     if isinstance(error, exc.ManageExistingVolumeTypeMismatch):
@@ -55,6 +59,48 @@ class ManageOps:
         if not isinstance(self.driver, ManageableSnapshotsVD):
             raise exc.UnsupportedOperation(operation="managing existing snapshots")
         return self.driver
+
+    def _reserve_managed_size(
+        self: VolumeManager,
+        object_id: str,
+        project_id: str,
+        size: int,
+        type_name: str | None,
+        *,
+        snapshot: bool,
+    ) -> None:
+        """Reserve the gigabytes of an object being adopted, now that its size is known and
+        before the driver adopts it; over quota (or over per_volume_gigabytes) raises.
+        `size` is what is still to reserve (a snapshot's row was charged its volume's size).
+
+        The row lock under its status makes this and a forced delete of the row
+        exclusive: a reservation is never left for a row that is gone."""
+        if size <= 0 and snapshot:
+            return
+        self.quotas.prepare(self.db, project_id)
+        with self.db.session() as session:
+            if snapshot:
+                alive = snapshots_repo.compare_and_swap(
+                    session, object_id, {"status": SnapshotStatus.CREATING}, {}
+                )
+                deltas = snapshot_deltas(size, type_name, count=0)
+            else:
+                alive = volumes_repo.compare_and_swap(
+                    session, object_id, {"status": VolumeStatus.MANAGING}, {}
+                )
+                self.quotas.check_volume_size(session, project_id, size)
+                deltas = volume_deltas(size, type_name, count=0)
+            if not alive:
+                raise exc.CinderblockError("The object's status changed during the manage.")
+            self.quotas.charge(
+                session,
+                project_id,
+                object_id,
+                deltas,
+                kind="snapshots" if snapshot else "volumes",
+                requested=size,
+                reserve=True,
+            )
 
     def _check_manage(self: VolumeManager, ref: VolumeRef, existing_ref: dict[str, Any]) -> int:
         """Everything manage checks before touching anything; returns the size in GiB."""
@@ -94,9 +140,11 @@ class ManageOps:
                 return
             ref = volume_ref(volume)
             project_id = volume.project_id
+            type_name = volume.volume_type.name
         try:
             with self._locked(volume_id):
                 size = self._check_manage(ref, existing_ref)
+                self._reserve_managed_size(volume_id, project_id, size, type_name, snapshot=False)
                 sized = dataclasses.replace(ref, size=size)
                 update: ModelUpdate = (
                     self._manageable_driver().manage_existing(sized, existing_ref) or {}
@@ -112,6 +160,7 @@ class ManageOps:
                     {"status": VolumeStatus.ERROR_MANAGING},
                 )
                 claims_repo.release(session, volume_id)
+                quotas_repo.rollback_reserved(session, volume_id)
                 self.messages.record(
                     ctx,
                     project_id,
@@ -130,19 +179,32 @@ class ManageOps:
         }
         if ref.host and "#" not in ref.host:
             values["host"] = f"{ref.host}#{self.driver.get_pool(ref)}"
+        final_size = int(update.get("size", size))
         with self.db.session() as session:
-            volumes_repo.compare_and_swap(
+            won = volumes_repo.compare_and_swap(
                 session,
                 volume_id,
                 {"status": VolumeStatus.MANAGING},
                 {
                     "status": VolumeStatus.AVAILABLE,
-                    "size": update.get("size", size),
+                    "size": final_size,
                     "service_uuid": self.service_uuid,
                     "shared_targets": False,
                     **values,
                 },
             )
+            if won:
+                # The reserved gigabytes become usage with the size; a driver that
+                # reported another size while adopting is charged that size.
+                quotas_repo.commit_reserved(session, volume_id)
+                quotas_repo.apply(
+                    session,
+                    project_id,
+                    volume_id,
+                    volume_deltas(final_size - size, type_name, count=0),
+                )
+            else:
+                quotas_repo.rollback_reserved(session, volume_id)
             volumes_repo.set_admin_metadata(session, volume_id, update.get("admin_metadata") or {})
             claims_repo.release(session, volume_id)
         self.stats_changed()
@@ -215,12 +277,18 @@ class ManageOps:
             snapshot = snapshots_repo.get(session, snapshot_id)
             if snapshot.status != SnapshotStatus.CREATING:
                 return
-            sref = snapshot_ref(snapshot, volumes_repo.get(session, snapshot.volume_id))
+            parent = volumes_repo.get(session, snapshot.volume_id)
+            sref = snapshot_ref(snapshot, parent)
             project_id = snapshot.project_id
+            type_name = parent.volume_type.name
+            charged = snapshot.volume_size  # by the API, with the row
         try:
             driver = self._snapshot_manageable_driver()
             with self._locked(sref.volume.id, snapshot_id):
                 size = int(driver.manage_existing_snapshot_get_size(sref, existing_ref))
+                self._reserve_managed_size(
+                    snapshot_id, project_id, size - charged, type_name, snapshot=True
+                )
                 update: ModelUpdate = driver.manage_existing_snapshot(sref, existing_ref) or {}
         except Exception as err:
             LOG.warning("manage of %s as snapshot %s failed: %s", existing_ref, snapshot_id, err)
@@ -233,6 +301,7 @@ class ManageOps:
                     {"status": SnapshotStatus.ERROR},
                 )
                 claims_repo.release(session, snapshot_id)
+                quotas_repo.rollback_reserved(session, snapshot_id)
                 self.messages.record(
                     ctx,
                     project_id,
@@ -250,7 +319,7 @@ class ManageOps:
             if k in update
         }
         with self.db.session() as session:
-            snapshots_repo.compare_and_swap(
+            won = snapshots_repo.compare_and_swap(
                 session,
                 snapshot_id,
                 {"status": SnapshotStatus.CREATING},
@@ -261,6 +330,19 @@ class ManageOps:
                     **values,
                 },
             )
+            if won:
+                # The charge becomes the real size: a reserved increase is committed,
+                # a smaller object gives the difference back.
+                quotas_repo.commit_reserved(session, snapshot_id)
+                if size < charged:
+                    quotas_repo.apply(
+                        session,
+                        project_id,
+                        snapshot_id,
+                        snapshot_deltas(size - charged, type_name, count=0),
+                    )
+            else:
+                quotas_repo.rollback_reserved(session, snapshot_id)
             claims_repo.release(session, snapshot_id)
 
     def unmanage_snapshot(self: VolumeManager, context: dict[str, Any], snapshot_id: str) -> None:

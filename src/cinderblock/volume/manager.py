@@ -15,9 +15,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from cinderblock import exceptions as exc
+from cinderblock.config import Settings
 from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
 from cinderblock.db.models import utcnow
+from cinderblock.db.repo import quotas as quotas_repo
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.drivers.base import (
@@ -30,6 +32,7 @@ from cinderblock.drivers.base import (
 )
 from cinderblock.drivers.refs import ModelUpdate
 from cinderblock.services.messages import Action, Detail, MessageRecorder, Resource
+from cinderblock.services.quotas import QuotaEngine
 from cinderblock.states import SnapshotStatus, VolumeStatus
 from cinderblock.volume.attach import AttachOps
 from cinderblock.volume.manage import ManageOps
@@ -71,6 +74,7 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
         publish_stats: Callable[[str, dict[str, Any]], None] | None = None,
         availability_zone: str = "nova",
         service_uuid: str | None = None,
+        quotas: QuotaEngine | None = None,
     ) -> None:
         self.host = host
         self.db = db
@@ -79,6 +83,8 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
         self.availability_zone = availability_zone
         self.service_uuid = service_uuid
         self._publish_stats = publish_stats
+        # Limits for what only the manager can charge (a managed object's size).
+        self.quotas = quotas or QuotaEngine(Settings())
         self.capabilities: frozenset[str] = capabilities_of(driver)
         # object id -> [lock, number of holders and waiters]; entries go when unused
         self._locks: dict[str, list[Any]] = {}
@@ -280,6 +286,8 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
                 self.driver.extend_volume(ref, new_size)
         except Exception as err:
             LOG.warning("extend of volume %s failed: %s", volume_id, err)
+            with self.db.session() as session:
+                quotas_repo.rollback_reserved(session, volume_id)  # the API reserved the delta
             self._fail_volume(
                 ctx,
                 volume_id,
@@ -291,12 +299,17 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
             )
             return
         with self.db.session() as session:
-            volumes_repo.compare_and_swap(
+            won = volumes_repo.compare_and_swap(
                 session,
                 volume_id,
                 {"status": VolumeStatus.EXTENDING},
                 {"status": back_to, "size": new_size, "previous_status": None},
             )
+            # The delta the API reserved becomes usage together with the new size.
+            if won:
+                quotas_repo.commit_reserved(session, volume_id)
+            else:
+                quotas_repo.rollback_reserved(session, volume_id)
         self.stats_changed()
 
     def revert_to_snapshot(self, context: dict[str, Any], volume_id: str, snapshot_id: str) -> None:

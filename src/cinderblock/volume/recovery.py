@@ -23,11 +23,13 @@ from sqlalchemy.orm import Session
 from cinderblock.context import RequestContext
 from cinderblock.db.models import ManageClaim
 from cinderblock.db.repo import claims as claims_repo
+from cinderblock.db.repo import quotas as quotas_repo
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.drivers.base import ManageableSnapshotsVD, ManageableVD, SnapshotVD
 from cinderblock.drivers.refs import SnapshotRef, VolumeRef
 from cinderblock.services.messages import Action, Detail, Resource
+from cinderblock.services.quotas import settle_snapshot_gigabytes, volume_deltas
 from cinderblock.states import (
     SNAPSHOT_TRANSITIONAL,
     VOLUME_TRANSITIONAL,
@@ -94,6 +96,13 @@ def recover_backend(manager: VolumeManager) -> None:
             with manager.db.session() as session:
                 snapshots_repo.compare_and_swap(session, snapshot_id, {"status": status}, values)
                 claims_repo.release(session, snapshot_id)
+                # Gigabytes reserved by an interrupted manage of a snapshot: kept and
+                # matched to the size found if it is done, given back otherwise.
+                if done:
+                    quotas_repo.commit_reserved(session, snapshot_id)
+                    settle_snapshot_gigabytes(session, snapshot_id)
+                else:
+                    quotas_repo.rollback_reserved(session, snapshot_id)
             if not done:
                 manager.messages.record(
                     ctx,
@@ -133,6 +142,9 @@ def recover_backend(manager: VolumeManager) -> None:
         with manager.db.session() as session:
             volumes_repo.compare_and_swap(session, volume_id, {"status": status}, {"status": to})
             claims_repo.release(session, volume_id)
+            # An interrupted extend or manage gives back what it had reserved (a create
+            # reserves nothing: its charge is usage from the start).
+            quotas_repo.rollback_reserved(session, volume_id)
         if not done:
             manager.messages.record(
                 ctx, project_id, Resource.VOLUME, volume_id, action, Detail.INTERRUPTED
@@ -174,6 +186,7 @@ def finish_manage(manager: VolumeManager, volume_id: str, ref: VolumeRef) -> boo
         LOG.exception("could not size the adopted object of volume %s", volume_id)
         return False
     with manager.db.session() as session:
+        volume = volumes_repo.get(session, volume_id)
         values: dict[str, object] = {
             "status": VolumeStatus.AVAILABLE,
             "size": size,
@@ -189,6 +202,16 @@ def finish_manage(manager: VolumeManager, volume_id: str, ref: VolumeRef) -> boo
         won = volumes_repo.compare_and_swap(
             session, volume_id, {"status": VolumeStatus.MANAGING}, values
         )
+        if won:
+            # The object is adopted already: charge its size whatever the quota says
+            # (refusing now would strand the data), replacing any reservation.
+            quotas_repo.rollback_reserved(session, volume_id)
+            quotas_repo.apply(
+                session,
+                volume.project_id,
+                volume_id,
+                volume_deltas(size, volume.volume_type.name, count=0),
+            )
         if won and claimed is not None:
             volumes_repo.set_admin_metadata(session, volume_id, {"manage_original_name": claimed})
         claims_repo.release(session, volume_id)

@@ -30,10 +30,12 @@ from cinderblock import exceptions as exc
 from cinderblock.context import RequestContext
 from cinderblock.db.repo import attachments as attachments_repo
 from cinderblock.db.repo import claims as claims_repo
+from cinderblock.db.repo import quotas as quotas_repo
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.drivers.base import SnapshotVD
 from cinderblock.rpc.base import CallTimeout, RemoteError
+from cinderblock.services.quotas import settle_snapshot_gigabytes
 from cinderblock.states import AttachStatus, SnapshotStatus, VolumeStatus
 from cinderblock.volume.recovery import adopted_snapshot_values, claimed_reference, finish_manage
 from cinderblock.volume.refs import snapshot_ref, volume_ref
@@ -87,6 +89,9 @@ class RepairOps:
                     ):
                         raise exc.InvalidVolume(reason=_CHANGED % "volume")
                     claims_repo.release(session, volume_id)
+                    # Work in flight (an extend, a manage) is abandoned: so is its quota
+                    # reservation; the size, and what it is charged, stay as they were.
+                    quotas_repo.rollback_reserved(session, volume_id)
         LOG.warning(
             "repair of volume %s by %s: %s -> %s (object %s)",
             volume_id,
@@ -125,6 +130,12 @@ class RepairOps:
                 ):
                     raise exc.InvalidSnapshot(reason=_CHANGED % "snapshot")
                 claims_repo.release(session, snapshot_id)
+                # A finished manage keeps its reserved gigabytes, matched to the size found.
+                if found:
+                    quotas_repo.commit_reserved(session, snapshot_id)
+                    settle_snapshot_gigabytes(session, snapshot_id)
+                else:
+                    quotas_repo.rollback_reserved(session, snapshot_id)
         LOG.warning(
             "repair of snapshot %s by %s: %s -> %s (object %s)",
             snapshot_id,

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
-
 from cinderblock.api.framework import ApiRequest, Reply
 from cinderblock.api.microversions import MAX_VERSION, MIN_VERSION, UPDATED
 from cinderblock.api.v3 import messages, snapshots, volumes
-from cinderblock.db.models import Snapshot, Volume
+from cinderblock.services.quotas import QuotaEngine
 from cinderblock.services.volumes import VolumeService
 
 
@@ -54,25 +52,18 @@ def limits(req: ApiRequest) -> Reply:
     if req.ctx.is_admin and req.at_least("3.39") and req.query.get("project_id"):
         project = req.query["project_id"]
     with req.deps.db.session() as session:
-        volumes, gigabytes = session.execute(
-            select(func.count(Volume.id), func.coalesce(func.sum(Volume.size), 0)).where(
-                Volume.project_id == project
-            )
-        ).one()
-        snapshots = session.scalar(
-            select(func.count(Snapshot.id)).where(Snapshot.project_id == project)
-        )
+        quota = QuotaEngine.for_deps(req.deps).quota_set(session, str(project), usage=True)
     absolute = {
-        "maxTotalVolumes": -1,
-        "maxTotalSnapshots": -1,
-        "maxTotalVolumeGigabytes": -1,
-        "maxTotalBackups": -1,
-        "maxTotalBackupGigabytes": -1,
-        "totalVolumesUsed": volumes,
-        "totalGigabytesUsed": int(gigabytes),
-        "totalSnapshotsUsed": snapshots or 0,
-        "totalBackupsUsed": 0,
-        "totalBackupGigabytesUsed": 0,
+        "maxTotalVolumes": quota["volumes"]["limit"],
+        "maxTotalSnapshots": quota["snapshots"]["limit"],
+        "maxTotalVolumeGigabytes": quota["gigabytes"]["limit"],
+        "maxTotalBackups": quota["backups"]["limit"],
+        "maxTotalBackupGigabytes": quota["backup_gigabytes"]["limit"],
+        "totalVolumesUsed": quota["volumes"]["in_use"],
+        "totalGigabytesUsed": quota["gigabytes"]["in_use"],
+        "totalSnapshotsUsed": quota["snapshots"]["in_use"],
+        "totalBackupsUsed": quota["backups"]["in_use"],
+        "totalBackupGigabytesUsed": quota["backup_gigabytes"]["in_use"],
     }
     return Reply(200, {"limits": {"rate": [], "absolute": absolute}})
 

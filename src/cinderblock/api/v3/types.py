@@ -10,6 +10,7 @@ from cinderblock.api.schemas import types as schemas
 from cinderblock.api.validation import validate
 from cinderblock.api.views import types as views
 from cinderblock.db.models import VolumeType, utcnow
+from cinderblock.db.repo import quotas as quotas_repo
 from cinderblock.db.repo import types as types_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.services.policy import authorize
@@ -89,6 +90,7 @@ def update(req: ApiRequest, type_id: str) -> Reply:
             other = types_repo.get_by_name(session, name)
             if other is not None and other.id != type_id:
                 raise exc.VolumeTypeExists(name=name)
+            quotas_repo.rename_type(session, volume_type.name, name)  # volumes_<name> etc.
             volume_type.name = name
         if "description" in spec:
             volume_type.description = spec["description"]

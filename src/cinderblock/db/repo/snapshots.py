@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from cinderblock import exceptions as exc
 from cinderblock.db.models import Snapshot, SnapshotMetadata, Volume, utcnow
 from cinderblock.db.query import ListParams, apply_sort_and_marker, normalise_sort
-from cinderblock.db.repo import keyvalue
+from cinderblock.db.repo import keyvalue, quotas
 
 SORT_COLUMNS: dict[str, Any] = {
     "id": Snapshot.id,
@@ -150,6 +150,8 @@ def compare_and_swap(
 def delete_row(session: Session, snapshot_id: str) -> None:
     session.execute(delete(SnapshotMetadata).where(SnapshotMetadata.snapshot_id == snapshot_id))
     session.execute(delete(Snapshot).where(Snapshot.id == snapshot_id))
+    # Whatever the row was charged goes back to its project's quota, in this transaction.
+    quotas.release(session, snapshot_id)
 
 
 def metadata_of(snapshot: Snapshot) -> dict[str, str]:

@@ -20,7 +20,7 @@ from cinderblock.db.models import (
     utcnow,
 )
 from cinderblock.db.query import ListParams, apply_sort_and_marker, normalise_sort
-from cinderblock.db.repo import keyvalue
+from cinderblock.db.repo import keyvalue, quotas
 
 SORT_COLUMNS: dict[str, Any] = {
     "id": Volume.id,
@@ -240,6 +240,8 @@ def delete_row(session: Session, volume_id: str) -> None:
     session.execute(delete(VolumeAdminMetadata).where(VolumeAdminMetadata.volume_id == volume_id))
     session.execute(delete(VolumeAttachment).where(VolumeAttachment.volume_id == volume_id))
     session.execute(delete(Volume).where(Volume.id == volume_id))
+    # Whatever the row was charged goes back to its project's quota, in this transaction.
+    quotas.release(session, volume_id)
 
 
 def ids_on_host(session: Session, host_prefix: str, statuses: Iterable[str]) -> list[Volume]:
