@@ -25,6 +25,7 @@ from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.drivers.base import (
     BaseVD,
     CloneVD,
+    ExportVD,
     ExtendVD,
     RevertVD,
     SnapshotVD,
@@ -238,6 +239,8 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
                         self.driver.delete_snapshot(sref)
                         with self.db.session() as session:
                             snapshots_repo.delete_row(session, snap_id)
+                if isinstance(self.driver, ExportVD):
+                    self.driver.remove_export(ref)  # nothing may go on serving a deleted file
                 self.driver.delete_volume(ref)
         except exc.VolumeIsBusy as err:
             # The backend still holds objects that depend on it (e.g. snapshot files we
@@ -324,6 +327,8 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
             if not isinstance(self.driver, RevertVD):
                 raise exc.UnsupportedOperation(operation="revert to snapshot")
             with self._locked(volume_id, snapshot_id):
+                if isinstance(self.driver, ExportVD):
+                    self.driver.remove_export(ref)  # the revert replaces the file
                 self.driver.revert_to_snapshot(ref, sref)
         except Exception as err:
             LOG.warning("revert of volume %s failed: %s", volume_id, err)
