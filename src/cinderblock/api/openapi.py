@@ -40,6 +40,14 @@ def _any_of(*schemas: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": list(schemas)}
 
 
+# os-repair_status (our extension) takes no arguments and has no schema module of its own.
+_REPAIR_STATUS = {
+    "type": "object",
+    "properties": {"os-repair_status": {"type": ["object", "null"], "maxProperties": 0}},
+    "required": ["os-repair_status"],
+    "additionalProperties": False,
+}
+
 # Request bodies, by (path below /v3/{project_id}, method). Where the schema depends on the
 # microversion the more permissive one is given (the other answers 400 with a fault).
 REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -48,6 +56,7 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/volumes/{volume_id}/action", "POST"): _any_of(
         volume_schemas.extend,
         volume_schemas.reset_status,
+        _REPAIR_STATUS,
         volume_schemas.force_delete,
         volume_schemas.revert,
         manage_schemas.unmanage,
@@ -68,7 +77,10 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("/snapshots", "POST"): snapshot_schemas.create,
     ("/snapshots/{snapshot_id}", "PUT"): snapshot_schemas.update,
     ("/snapshots/{snapshot_id}/action", "POST"): _any_of(
-        snapshot_schemas.reset_status, snapshot_schemas.force_delete, manage_schemas.unmanage
+        snapshot_schemas.reset_status,
+        _REPAIR_STATUS,
+        snapshot_schemas.force_delete,
+        manage_schemas.unmanage,
     ),
     ("/snapshots/{snapshot_id}/metadata", "POST"): volume_schemas.metadata,
     ("/snapshots/{snapshot_id}/metadata", "PUT"): volume_schemas.metadata,
@@ -92,10 +104,11 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
 SUCCESS_STATUS: dict[tuple[str, str], int | tuple[int, ...]] = {
     ("/volumes", "POST"): 202,
     ("/volumes/{volume_id}", "DELETE"): 202,
-    ("/volumes/{volume_id}/action", "POST"): (200, 202),  # os-set_bootable, connections: 200
+    # os-set_bootable, os-repair_status, os-initialize_connection: 200
+    ("/volumes/{volume_id}/action", "POST"): (200, 202),
     ("/snapshots", "POST"): 202,
     ("/snapshots/{snapshot_id}", "DELETE"): 202,
-    ("/snapshots/{snapshot_id}/action", "POST"): 202,
+    ("/snapshots/{snapshot_id}/action", "POST"): (200, 202),  # os-repair_status: 200
     ("/types/{type_id}", "DELETE"): 202,
     ("/types/{type_id}/extra_specs/{key}", "DELETE"): 202,
     ("/messages/{message_id}", "DELETE"): 204,
