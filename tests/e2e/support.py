@@ -69,6 +69,10 @@ bind_port = {port}
 state_path = {directory}
 osapi_max_limit = {MAX_LIMIT}
 report_interval = 2
+# These tests are about the clients, not quotas: no per-project limits.
+quota_volumes = -1
+quota_snapshots = -1
+quota_gigabytes = -1
 
 [database]
 connection = sqlite:///{directory / "cinderblock.sqlite"}

@@ -64,6 +64,8 @@ class Cluster:
             "report_interval = 1",
             f"service_down_time = {DOWN_AFTER}",
             "rpc_call_timeout = 5",
+            "quota_volumes = -1",  # one project makes all the volumes of this module
+            "quota_gigabytes = -1",
             "",
             "[database]",
             f"connection = {self.db_url}",
@@ -306,6 +308,7 @@ def test_a_dead_volume_service_is_reported_down_and_calls_fail_fast(cluster: Clu
             "hostb@mem back up",
             cluster,
         )
+        time.sleep(1.5)  # the scheduler re-reads service liveness at most once a second
         volume_id = _create(client, "mem")
         _wait_status(cluster, client, volume_id, "available")
 
