@@ -30,6 +30,32 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(args.config, args.database_url, overrides)
 
 
+def check_noauth_binding(settings: Settings, allow: bool) -> None:
+    """noauth trusts whatever token it is sent: only on loopback unless told otherwise."""
+    if settings.auth_strategy != "noauth" or _is_loopback(settings.bind_host):
+        return
+    if not allow:
+        raise ConfigError(
+            f"auth_strategy = noauth would accept any token on {settings.bind_host}; bind to "
+            "127.0.0.1, use auth_strategy = keystone, or pass --allow-insecure-noauth"
+        )
+    logging.getLogger(__name__).warning(
+        "noauth is listening on %s: anyone who can reach it can act as any user, admin included",
+        settings.bind_host,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _run_api(service: object, settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -53,6 +79,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"no enabled_backends configured: using a file backend in {volumes_dir}",
             file=sys.stderr,
         )
+    check_noauth_binding(settings, args.allow_insecure_noauth)
     service = build(settings)
     try:
         _run_api(service, settings, args)
@@ -76,6 +103,8 @@ def _role(role: str):  # type: ignore[no-untyped-def]
         if role == "volume" and not settings.backends:
             print("cinderblock volume: no enabled_backends configured", file=sys.stderr)
             return 2
+        if role == "api":
+            check_noauth_binding(settings, args.allow_insecure_noauth)
         service = build(settings, roles=(role,), migrate=args.migrate)
         try:
             if role == "api":
@@ -131,6 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--bind-host")
     serve.add_argument("--bind-port", type=int)
     serve.add_argument("--access-log", action="store_true")
+    serve.add_argument(
+        "--allow-insecure-noauth",
+        action="store_true",
+        help="let noauth listen on a non-loopback address (logs a warning)",
+    )
     serve.set_defaults(func=_serve)
     for role, text in (
         ("api", "run the API (distributed mode)"),
@@ -150,6 +184,11 @@ def main(argv: list[str] | None = None) -> int:
             cmd.add_argument("--bind-host")
             cmd.add_argument("--bind-port", type=int)
             cmd.add_argument("--access-log", action="store_true")
+            cmd.add_argument(
+                "--allow-insecure-noauth",
+                action="store_true",
+                help="let noauth listen on a non-loopback address",
+            )
         cmd.set_defaults(func=_role(role))
     db = sub.add_parser("db", help="database maintenance")
     _common(db)
