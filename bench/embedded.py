@@ -58,6 +58,10 @@ def render_config(
             "bind_host": "127.0.0.1",
             "bind_port": str(port),
             "auth_strategy": "noauth",
+            # The scenarios make 1,000+ volumes in one project; quotas are not measured.
+            "quota_volumes": "-1",
+            "quota_snapshots": "-1",
+            "quota_gigabytes": "-1",
         },
         "database": {"connection": f"sqlite:///{workdir / 'cinderblock.sqlite'}"},
         BACKEND: {
