@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, or_, select
+from sqlalchemy.orm import Session
 
 from cinderblock import exceptions as exc
 
@@ -106,3 +107,33 @@ def _marker_value(column: Any, value: Any) -> Any:
     if python_type is int:
         return 0
     return ""
+
+
+def page(
+    session: Session,
+    stmt: Select[Any],
+    model: Any,
+    project_id: str | None,
+    params: ListParams,
+    sort_columns: Mapping[str, Any],
+) -> tuple[Select[Any], int | None]:
+    """Count (when asked), sort, continue after the marker, offset and limit a filtered
+    select over `model`; the marker must be a row of the same project."""
+    count = None
+    if params.with_count:
+        count = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
+    order = normalise_sort(params.sort_keys, params.sort_dirs, sort_columns)
+    marker_row = None
+    if params.marker is not None:
+        marker_stmt = select(model).where(model.id == params.marker)
+        if project_id is not None:
+            marker_stmt = marker_stmt.where(model.project_id == project_id)
+        marker_row = session.scalars(marker_stmt).first()
+        if marker_row is None:
+            raise exc.NotFound(f"Marker {params.marker} could not be found.")
+    stmt = apply_sort_and_marker(stmt, order, marker_row)
+    if params.offset:
+        stmt = stmt.offset(params.offset)
+    if params.limit is not None:
+        stmt = stmt.limit(params.limit)
+    return stmt, count

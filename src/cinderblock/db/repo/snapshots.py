@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from cinderblock import exceptions as exc
 from cinderblock.db.models import Snapshot, SnapshotMetadata, Volume, utcnow
-from cinderblock.db.query import ListParams, apply_sort_and_marker, normalise_sort
+from cinderblock.db.query import ListParams, page
 from cinderblock.db.repo import keyvalue, quotas
 
 SORT_COLUMNS: dict[str, Any] = {
@@ -82,23 +82,7 @@ def list_(
                 SnapshotMetadata.value == value,
             )
         )
-    count = None
-    if params.with_count:
-        count = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    order = normalise_sort(params.sort_keys, params.sort_dirs, SORT_COLUMNS)
-    marker_row = None
-    if params.marker is not None:
-        marker_stmt = select(Snapshot).where(Snapshot.id == params.marker)
-        if project_id is not None:
-            marker_stmt = marker_stmt.where(Snapshot.project_id == project_id)
-        marker_row = session.scalars(marker_stmt).first()
-        if marker_row is None:
-            raise exc.NotFound(f"Marker {params.marker} could not be found.")
-    stmt = apply_sort_and_marker(stmt, order, marker_row)
-    if params.offset:
-        stmt = stmt.offset(params.offset)
-    if params.limit is not None:
-        stmt = stmt.limit(params.limit)
+    stmt, count = page(session, stmt, Snapshot, project_id, params, SORT_COLUMNS)
     return list(session.scalars(stmt)), count
 
 

@@ -19,7 +19,7 @@ from cinderblock.db.models import (
     VolumeType,
     utcnow,
 )
-from cinderblock.db.query import ListParams, apply_sort_and_marker, normalise_sort
+from cinderblock.db.query import ListParams, page
 from cinderblock.db.repo import keyvalue, quotas
 
 SORT_COLUMNS: dict[str, Any] = {
@@ -126,23 +126,7 @@ def _page_statement(
                 VolumeMetadata.value == value,
             )
         )
-    count = None
-    if params.with_count:
-        count = session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery()))
-    order = normalise_sort(params.sort_keys, params.sort_dirs, SORT_COLUMNS)
-    marker_row = None
-    if params.marker is not None:
-        marker_stmt = select(Volume).where(Volume.id == params.marker)
-        if project_id is not None:
-            marker_stmt = marker_stmt.where(Volume.project_id == project_id)
-        marker_row = session.scalars(marker_stmt).first()
-        if marker_row is None:
-            raise exc.NotFound(f"Marker {params.marker} could not be found.")
-    stmt = apply_sort_and_marker(stmt, order, marker_row)
-    if params.offset:
-        stmt = stmt.offset(params.offset)
-    if params.limit is not None:
-        stmt = stmt.limit(params.limit)
+    stmt, count = page(session, stmt, Volume, project_id, params, SORT_COLUMNS)
     return stmt, count
 
 
