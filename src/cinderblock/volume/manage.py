@@ -20,7 +20,7 @@ from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.drivers.base import ManageableSnapshotsVD, ManageableVD
 from cinderblock.drivers.refs import ModelUpdate, VolumeRef
-from cinderblock.services.messages import Action, Detail, Resource
+from cinderblock.services.messages import Action, Detail
 from cinderblock.services.quotas import snapshot_deltas, volume_deltas
 from cinderblock.states import SnapshotStatus, VolumeStatus
 from cinderblock.volume.refs import snapshot_ref, volume_ref
@@ -151,26 +151,17 @@ class ManageOps:
                 )
         except Exception as err:
             LOG.warning("manage of %s as volume %s failed: %s", existing_ref, volume_id, err)
-            detail, arg = _manage_detail(err)
-            with self.db.session() as session:
-                volumes_repo.compare_and_swap(
-                    session,
-                    volume_id,
-                    {"status": VolumeStatus.MANAGING},
-                    {"status": VolumeStatus.ERROR_MANAGING},
-                )
-                claims_repo.release(session, volume_id)
-                quotas_repo.rollback_reserved(session, volume_id)
-                self.messages.record(
-                    ctx,
-                    project_id,
-                    Resource.VOLUME,
-                    volume_id,
-                    Action.MANAGE_VOLUME,
-                    detail,
-                    arg,
-                    session=session,
-                )
+            self._fail_volume(
+                ctx,
+                volume_id,
+                project_id,
+                VolumeStatus.MANAGING,
+                VolumeStatus.ERROR_MANAGING,
+                Action.MANAGE_VOLUME,
+                err,
+                *_manage_detail(err),
+                release=True,
+            )
             return
         values: dict[str, Any] = {
             k: update[k]
@@ -225,24 +216,16 @@ class ManageOps:
                 self._manageable_driver().unmanage(ref)
         except Exception as err:
             LOG.warning("unmanage of volume %s failed: %s", volume_id, err)
-            detail, arg = _manage_detail(err)
-            with self.db.session() as session:
-                volumes_repo.compare_and_swap(
-                    session,
-                    volume_id,
-                    {"status": VolumeStatus.UNMANAGING},
-                    {"status": VolumeStatus.ERROR_UNMANAGING},
-                )
-                self.messages.record(
-                    ctx,
-                    project_id,
-                    Resource.VOLUME,
-                    volume_id,
-                    Action.UNMANAGE_VOLUME,
-                    detail,
-                    arg,
-                    session=session,
-                )
+            self._fail_volume(
+                ctx,
+                volume_id,
+                project_id,
+                VolumeStatus.UNMANAGING,
+                VolumeStatus.ERROR_UNMANAGING,
+                Action.UNMANAGE_VOLUME,
+                err,
+                *_manage_detail(err),
+            )
             return
         with self.db.session() as session:
             volumes_repo.delete_row(session, volume_id)
@@ -292,26 +275,17 @@ class ManageOps:
                 update: ModelUpdate = driver.manage_existing_snapshot(sref, existing_ref) or {}
         except Exception as err:
             LOG.warning("manage of %s as snapshot %s failed: %s", existing_ref, snapshot_id, err)
-            detail, arg = _manage_detail(err)
-            with self.db.session() as session:
-                snapshots_repo.compare_and_swap(
-                    session,
-                    snapshot_id,
-                    {"status": SnapshotStatus.CREATING},
-                    {"status": SnapshotStatus.ERROR},
-                )
-                claims_repo.release(session, snapshot_id)
-                quotas_repo.rollback_reserved(session, snapshot_id)
-                self.messages.record(
-                    ctx,
-                    project_id,
-                    Resource.SNAPSHOT,
-                    snapshot_id,
-                    Action.MANAGE_SNAPSHOT,
-                    detail,
-                    arg,
-                    session=session,
-                )
+            self._fail_snapshot(
+                ctx,
+                snapshot_id,
+                project_id,
+                SnapshotStatus.CREATING,
+                SnapshotStatus.ERROR,
+                Action.MANAGE_SNAPSHOT,
+                err,
+                *_manage_detail(err),
+                release=True,
+            )
             return
         values = {
             k: update[k]
@@ -362,24 +336,16 @@ class ManageOps:
                 driver.unmanage_snapshot(sref)
         except Exception as err:
             LOG.warning("unmanage of snapshot %s failed: %s", snapshot_id, err)
-            detail, arg = _manage_detail(err)
-            with self.db.session() as session:
-                snapshots_repo.compare_and_swap(
-                    session,
-                    snapshot_id,
-                    {"status": SnapshotStatus.UNMANAGING},
-                    {"status": SnapshotStatus.ERROR},
-                )
-                self.messages.record(
-                    ctx,
-                    project_id,
-                    Resource.SNAPSHOT,
-                    snapshot_id,
-                    Action.UNMANAGE_SNAPSHOT,
-                    detail,
-                    arg,
-                    session=session,
-                )
+            self._fail_snapshot(
+                ctx,
+                snapshot_id,
+                project_id,
+                SnapshotStatus.UNMANAGING,
+                SnapshotStatus.ERROR,
+                Action.UNMANAGE_SNAPSHOT,
+                err,
+                *_manage_detail(err),
+            )
             return
         with self.db.session() as session:
             snapshots_repo.delete_row(session, snapshot_id)

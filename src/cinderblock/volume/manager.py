@@ -19,6 +19,7 @@ from cinderblock.config import Settings
 from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
 from cinderblock.db.models import utcnow
+from cinderblock.db.repo import claims as claims_repo
 from cinderblock.db.repo import quotas as quotas_repo
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import volumes as volumes_repo
@@ -373,14 +374,21 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
         action: Action,
         error: Exception,
         detail: Detail | None = None,
+        arg: str | None = None,
+        *,
+        release: bool = False,
     ) -> None:
-        arg = None
+        """Error status and the user message saying why, in one transaction; with
+        `release`, also give back the manage claim and reserved quota of the work."""
         if detail is None:
             detail, arg = _detail_for(error)
         with self.db.session() as session:
             volumes_repo.compare_and_swap(
                 session, volume_id, {"status": from_status}, {"status": to_status}
             )
+            if release:
+                claims_repo.release(session, volume_id)
+                quotas_repo.rollback_reserved(session, volume_id)
             self.messages.record(
                 ctx, project_id, Resource.VOLUME, volume_id, action, detail, arg, session=session
             )
@@ -479,14 +487,21 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
         action: Action,
         error: Exception,
         detail: Detail | None = None,
+        arg: str | None = None,
+        *,
+        release: bool = False,
     ) -> None:
-        arg = None
+        """Error status and the user message saying why, in one transaction; with
+        `release`, also give back the manage claim and reserved quota of the work."""
         if detail is None:
             detail, arg = _detail_for(error)
         with self.db.session() as session:
             snapshots_repo.compare_and_swap(
                 session, snapshot_id, {"status": from_status}, {"status": to_status}
             )
+            if release:
+                claims_repo.release(session, snapshot_id)
+                quotas_repo.rollback_reserved(session, snapshot_id)
             self.messages.record(
                 ctx,
                 project_id,
