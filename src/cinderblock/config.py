@@ -83,6 +83,9 @@ class Settings:
     quota_backup_gigabytes: int = 1000
     quota_groups: int = 10
     per_volume_size_limit: int = -1
+    # [oslo_policy] policy_file, made absolute (relative to the config file's directory, as
+    # in Cinder; default policy.yaml there). No file there: the default policy.
+    policy_file: str | None = None
     backends: tuple[BackendConfig, ...] = ()
 
     def backend(self, name: str) -> BackendConfig:
@@ -151,6 +154,10 @@ def load_settings(
     if auth not in ("noauth", "keystone"):
         raise ConfigError(f"auth_strategy {auth!r} is not supported (use noauth or keystone)")
     keystone = _keystone_settings(parser) if auth == "keystone" else None
+    policy_file = None
+    if path:
+        raw = parser.get("oslo_policy", "policy_file", fallback="").strip() or "policy.yaml"
+        policy_file = str(Path(path).absolute().parent / Path(raw).expanduser())
     return Settings(
         host=default.get("host") or socket.gethostname(),
         bind_host=default.get("bind_host", "127.0.0.1"),
@@ -178,6 +185,7 @@ def load_settings(
         quota_backup_gigabytes=get_int("quota_backup_gigabytes", 1000),
         quota_groups=get_int("quota_groups", 10),
         per_volume_size_limit=get_int("per_volume_size_limit", -1),
+        policy_file=policy_file,
         backends=tuple(backends),
     )
 
