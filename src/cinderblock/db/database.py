@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -18,11 +19,19 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = make_session_factory(self.engine)
+        # SQLite has one writer at a time and every transaction here starts with
+        # BEGIN IMMEDIATE. Queueing this process's transactions on a lock hands the
+        # database over the moment it is free; otherwise waiters poll in SQLite's
+        # busy handler, which sleeps up to 100 ms per try and makes long tails.
+        # Other processes sharing the file still meet at SQLite's own lock.
+        self._write_lock: threading.RLock | None = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: committed when the block ends, rolled back if it raises."""
-        with self._sessions.begin() as session:
+        with self._write_lock or nullcontext(), self._sessions.begin() as session:
             yield session
 
     def upgrade(self) -> None:
