@@ -536,6 +536,10 @@ def test_in_use_volume_survives_a_restart(tmp_path: Path, own_database_url: str)
             assert len(shown["attachments"]) == 1
             # The memory backend starts empty: the export exists again after start-up.
             assert allowed_hosts(second, vol["id"]) is not None, vol["id"]
+        # The attachment's recorded connector is let in again (a restarted target
+        # daemon forgot its ACL); the legacy attach recorded no connector.
+        assert allowed_hosts(second, nova_vol["id"]) == {"compute-1"}
+        assert allowed_hosts(second, legacy_vol["id"]) == set()
         assert allowed_hosts(second, free_vol["id"]) is None
         assert status(api, free_vol["id"]) == "available"
         shown = api.get(f"/attachments/{att['id']}").json()["attachment"]

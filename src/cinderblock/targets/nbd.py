@@ -116,6 +116,9 @@ class _Record:
     port: int
     read_only: bool
     tls_identity: str | None = None
+    # The file's size when qemu-nbd started: it serves that size until restarted,
+    # so a grown file (in-use extend) means a restart on the same port.
+    size: int = 0
 
 
 def location_of(host: str, port: int, name: str) -> str:
@@ -129,6 +132,13 @@ def port_of(location: str | None) -> int | None:
         return urlsplit(location).port
     except ValueError:
         return None
+
+
+def _size_of(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _qemu_opt(value: str) -> str:
@@ -247,6 +257,7 @@ class NbdTarget(Target):
                 port=record.port if record else 0,
                 read_only=ref.read_only,
                 tls_identity=creds.username if creds else None,
+                size=_size_of(path),
             )
             if pid is not None and record == wanted:
                 return self._export_of(record, creds)
@@ -267,6 +278,7 @@ class NbdTarget(Target):
     ) -> _Record:
         if not os.path.exists(path):
             raise TargetError(f"cannot export {ref.name}: {ref.path} does not exist")
+        size = _size_of(path)  # before qemu-nbd reads it: a later growth shows as a change
         qemu_nbd = process.find_tool("qemu-nbd", "qemu-utils")
         pid_file = self._file(ref.name, ".pid")
         process.wait_exiting(process.read_pid(pid_file))  # a killed server frees its port
@@ -303,6 +315,7 @@ class NbdTarget(Target):
                     port=port,
                     read_only=ref.read_only,
                     tls_identity=creds.username if creds else None,
+                    size=size,
                 )
             if not any(text in result.message for text in _PORT_TAKEN):
                 raise TargetError(f"qemu-nbd could not export {ref.name}: {result.message}")

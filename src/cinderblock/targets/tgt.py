@@ -341,11 +341,17 @@ class TgtTarget(Target):
         tid = str(info.tid)
         lun = info.luns.get(LUN)
         if lun is not None and lun.path and os.path.realpath(lun.path) == os.path.realpath(backing):
-            if lun.readonly != read_only:
-                self._set_readonly(tid, read_only)
-            return
-        if lun is not None:
+            # tgt reads the file's size once, when the LUN is created: once the file
+            # grew (in-use extend) the LUN is re-created, on the same target, with
+            # the same account and ACL; open sessions stay logged in.
+            if lun.size_mb is None or lun.size_mb == os.path.getsize(backing) // 10**6:
+                if lun.readonly != read_only:
+                    self._set_readonly(tid, read_only)
+                return
+            LOG.info("target %s: its file grew; re-creating LUN %d", info.iqn, LUN)
+        elif lun is not None:
             LOG.warning("target %s LUN %d serves %s; re-pointing it", info.iqn, LUN, lun.path)
+        if lun is not None:
             self._adm_ok("--op", "delete", "--mode", "logicalunit", "--tid", tid, "--lun", str(LUN))
         args = ["--op", "new", "--mode", "logicalunit", "--tid", tid, "--lun", str(LUN)]
         args += ["--backing-store", backing, "--bstype", "rdwr"]

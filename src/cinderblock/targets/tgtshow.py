@@ -36,6 +36,7 @@ _CONNECTION = re.compile(r"^Connection: (\d+)$")
 _IP = re.compile(r"^IP Address: (\S+)$")
 _LUN = re.compile(r"^LUN: (\d+)$")
 _PORTAL = re.compile(r"^Portal: (\S+),\d+\s*$")
+_SIZE = re.compile(r"^Size: (\d+) MB\b")  # decimal megabytes, rounded down
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Lun:
     lun: int
     path: str | None = None
     readonly: bool = False
+    size_mb: int | None = None  # the size tgt serves (fixed when the LUN was created)
 
 
 @dataclass
@@ -109,6 +111,8 @@ def parse_targets(text: str) -> dict[str, TargetInfo]:
                 lun.path = None if path in ("", "None") else path
             elif lun is not None and line.startswith("Readonly:"):
                 lun.readonly = line.partition(":")[2].strip().lower() == "yes"
+            elif lun is not None and (m := _SIZE.match(line)) is not None:
+                lun.size_mb = int(m.group(1))
         elif section == "I_T nexus information":
             if (m := _NEXUS.match(line)) is not None:
                 session = Session(int(m.group(1)))

@@ -8,6 +8,7 @@ message; nothing stays in a transitional status after a restart (`init_host`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -288,6 +289,8 @@ class VolumeManager(ManageOps, AttachOps, RepairOps):
                 raise exc.UnsupportedOperation(operation="extend")
             with self._locked(volume_id):
                 self.driver.extend_volume(ref, new_size)
+                if back_to == VolumeStatus.IN_USE:
+                    self.refresh_export(dataclasses.replace(ref, size=new_size))
         except Exception as err:
             LOG.warning("extend of volume %s failed: %s", volume_id, err)
             with self.db.session() as session:

@@ -97,6 +97,7 @@ def test_targets_luns_accounts_acls_and_sessions() -> None:
     assert bbb.luns[0].path is None and not bbb.luns[0].readonly
     assert bbb.luns[1].path == "/srv/vols/volume-bbb@snapshot-x y"
     assert bbb.luns[1].readonly
+    assert bbb.luns[0].size_mb == 0 and bbb.luns[1].size_mb == 67
     assert bbb.accounts == ["u3"]
     assert bbb.outgoing_accounts == ["o3"]
     assert bbb.acl_addresses == ["10.1.1.1", "192.168.0.0/24", "ALL"]
