@@ -7,6 +7,7 @@ SIGKILL.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,7 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+
+from .support import client_env, free_port, server_answers, server_command
 
 QEMU_DEFAULT_INITIATOR = "iqn.2008-11.org.linux-kvm"
 TOOLS = ("tgtd", "tgtadm", "qemu-io")
@@ -160,7 +164,7 @@ def qemu_io(spec: str, *commands: str, read_only: bool = False) -> subprocess.Co
     argv = ["qemu-io"]
     if read_only:
         argv.append("-r")
-    if spec.startswith("iscsi://"):
+    if spec.startswith(("iscsi://", "nbd://")):
         argv += ["-f", "raw"]
     else:
         argv.append("--image-opts")
@@ -178,3 +182,144 @@ def file_has(path: Path, offset: int, length: int, byte: int) -> bool:
     with path.open("rb") as f:
         f.seek(offset)
         return f.read(length) == bytes([byte]) * length
+
+
+class DataPathService:
+    """`cinderblock serve` (SQLite, one file backend) exporting through a private target.
+
+    protocol "iscsi" exports through `tgtd` (which the test owns); "nbd" through
+    qemu-nbd on a private port range. Can be killed with SIGKILL and started again.
+    """
+
+    def __init__(self, directory: Path, protocol: str, tgtd: Tgtd | None = None) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.volumes_dir = directory / "volumes"
+        self.log = directory / "server.log"
+        self.config = directory / "cinderblock.conf"
+        if protocol == "iscsi":
+            assert tgtd is not None
+            target = (
+                f"target_protocol = iscsi\ntgt_control_port = {tgtd.control_port}\n"
+                f"target_port = {tgtd.port}\n"
+            )
+        else:
+            base = 20000 + int.from_bytes(os.urandom(2), "big") % 40000
+            target = f"target_protocol = nbd\nnbd_port_range = {base}-{base + 20}\n"
+        self.config.write_text(
+            f"""[DEFAULT]
+host = dp
+enabled_backends = files
+bind_host = 127.0.0.1
+bind_port = {self.port}
+state_path = {directory}
+report_interval = 1
+quota_volumes = -1
+quota_snapshots = -1
+quota_gigabytes = -1
+
+[database]
+connection = sqlite:///{directory / "cinderblock.sqlite"}
+
+[files]
+volume_driver = file
+volume_backend_name = files
+file_volumes_dir = {self.volumes_dir}
+{target}"""
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.project = uuid.uuid4().hex
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                server_command(self.config),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=client_env(),
+            )
+        deadline = time.monotonic() + 60
+        while not server_answers(self.url):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"cinderblock did not start:\n{self.log.read_text()[-5000:]}")
+            time.sleep(0.05)
+
+    def kill9(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    # --- the API, as an admin of a project of its own --------------------------------------
+    def request(self, method: str, path: str, body: Any = None, version: str = "3.71") -> Any:
+        headers = {
+            "X-Auth-Token": f"admin:{self.project}",
+            "OpenStack-API-Version": f"volume {version}",
+            "Accept": "application/json",
+        }
+        url = f"{self.url}/v3/{self.project}{path}"
+        return httpx.request(method, url, json=body, headers=headers, timeout=120)
+
+    def volume(self, volume_id: str) -> dict[str, Any]:
+        resp = self.request("GET", f"/volumes/{volume_id}")
+        assert resp.status_code == 200, resp.text
+        return resp.json()["volume"]
+
+    def wait_volume(self, volume_id: str, status: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            vol = self.volume(volume_id)
+            if vol["status"] == status:
+                return vol
+            assert "error" not in vol["status"], vol
+            assert time.monotonic() < deadline, f"volume stays {vol['status']}, not {status}"
+            time.sleep(0.1)
+
+    def create_volume(self, size: int = 1) -> dict[str, Any]:
+        resp = self.request("POST", "/volumes", {"volume": {"size": size, "name": "dp"}})
+        assert resp.status_code == 202, resp.text
+        return self.wait_volume(resp.json()["volume"]["id"], "available")
+
+    def attach(self, volume_id: str, conn: dict[str, Any]) -> dict[str, Any]:
+        """Nova's attach: reserve with a connector, then complete. The attachment detail."""
+        body = {"attachment": {"volume_uuid": volume_id, "instance_uuid": str(uuid.uuid4())}}
+        body["attachment"]["connector"] = conn
+        resp = self.request("POST", "/attachments", body)
+        assert resp.status_code == 200, resp.text
+        att = resp.json()["attachment"]
+        resp = self.request("POST", f"/attachments/{att['id']}/action", {"os-complete": {}})
+        assert resp.status_code == 204, resp.text
+        assert self.volume(volume_id)["status"] == "in-use"
+        return att
+
+    def initialize_connection(self, volume_id: str, conn: dict[str, Any]) -> dict[str, Any]:
+        body = {"os-initialize_connection": {"connector": conn}}
+        resp = self.request("POST", f"/volumes/{volume_id}/action", body)
+        assert resp.status_code == 200, resp.text
+        return resp.json()["connection_info"]
+
+
+def capacity(data: dict[str, Any], initiator: str) -> int:
+    """The size the target reports to an initiator logging in now (qemu-img info)."""
+    spec = image_opts(data, initiator)
+    done = subprocess.run(
+        ["qemu-img", "info", "--output=json", "--image-opts", spec],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout)["virtual-size"])
