@@ -25,13 +25,14 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from cinderblock import exceptions as exc
 from cinderblock.config import ConfigError, KeystoneAuthSettings, Settings
 from cinderblock.context import RequestContext
+from cinderblock.policy import Enforcer, PolicyFileError, load_enforcer
 
 if TYPE_CHECKING:
     from cinderblock.services.common import ServiceDeps
@@ -75,11 +76,21 @@ class IdentityServiceUnavailable(exc.CinderblockError):
     message_template = "The identity service is unavailable; try again later."
 
 
+@dataclass(frozen=True)
+class AuthenticatedContext(RequestContext):
+    """A caller's context that also names the policy judging it: the Enforcer this
+    service loaded (services/policy.py reads it; several services may share a process)."""
+
+    policy: Enforcer | None = field(default=None, compare=False, repr=False)
+
+
 class Authenticator(ABC):
     """Turns a request into a RequestContext or raises NotAuthenticated (401)."""
 
     # True when authenticate() may wait on the network: call it from a worker thread.
     blocking: ClassVar[bool] = False
+    # The service's policy (None: the defaults); build_authenticator sets it.
+    policy: Enforcer | None = None
 
     @abstractmethod
     def authenticate(self, request: IncomingRequest, request_id: str) -> RequestContext: ...
@@ -102,7 +113,8 @@ class NoAuth(Authenticator):
             raise exc.NotAuthenticated()
         is_admin = user in self.admin_users
         roles = ("admin", "member", "reader") if is_admin else ("member", "reader")
-        return RequestContext(
+        return AuthenticatedContext(
+            policy=self.policy,
             user_id=user,
             project_id=project,
             roles=roles,
@@ -280,7 +292,8 @@ class KeystoneAuth(Authenticator):
             self.cache.put(key, found, ttl)
         if isinstance(found, str):
             raise self._reject(found)
-        return RequestContext(
+        return AuthenticatedContext(
+            policy=self.policy,
             user_id=found.user_id,
             project_id=found.project_id,
             roles=found.roles,
@@ -365,11 +378,21 @@ class KeystoneAuth(Authenticator):
 
 
 def build_authenticator(settings: Settings) -> Authenticator:
+    """The Authenticator for settings.auth_strategy, holding the policy it hands on to
+    every context (a bad policy file is a ConfigError here, at start-up)."""
+    try:
+        policy = load_enforcer(settings.policy_file)
+    except PolicyFileError as err:
+        raise ConfigError(str(err)) from err
+    authenticator: Authenticator
     if settings.auth_strategy == "keystone":
         if settings.keystone is None:
             raise ConfigError("auth_strategy = keystone needs a [keystone_authtoken] section")
-        return KeystoneAuth(settings.keystone)
-    return NoAuth(settings.noauth_admin_users)
+        authenticator = KeystoneAuth(settings.keystone)
+    else:
+        authenticator = NoAuth(settings.noauth_admin_users)
+    authenticator.policy = policy
+    return authenticator
 
 
 _BUILD_LOCK = threading.Lock()

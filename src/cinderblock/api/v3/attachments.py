@@ -16,6 +16,7 @@ from cinderblock.api.views import timestamp
 from cinderblock.db.models import VolumeAttachment
 from cinderblock.db.repo import attachments as attachments_repo
 from cinderblock.services.attachments import AttachmentService
+from cinderblock.services.policy import authorize
 
 FILTERS = ("volume_id", "status", "instance_id", "attach_status")
 
@@ -66,6 +67,7 @@ def _connector(value: Any) -> dict[str, Any] | None:
 
 
 def create(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "volume:attachment_create")
     body = req.body()
     validate(schemas.create, body)
     att = body["attachment"]
@@ -85,6 +87,7 @@ def create(req: ApiRequest) -> Reply:
 def update(req: ApiRequest, attachment_id: str) -> Reply:
     body = req.body()
     validate(schemas.update, body)
+    _authorize_on(req, "volume:attachment_update", attachment_id)
     row = _service(req).update(req.ctx, attachment_id, body["attachment"]["connector"])
     return Reply(200, {"attachment": detail(row)})
 
@@ -98,11 +101,13 @@ def action(req: ApiRequest, attachment_id: str) -> Reply:
         # An action that does not exist yet at this version: Cinder's generic 404.
         raise exc.ResourceNotFound()
     validate(schemas.complete, body)
+    _authorize_on(req, "volume:attachment_complete", attachment_id)
     _service(req).complete(req.ctx, attachment_id)
     return Reply(204)
 
 
 def delete(req: ApiRequest, attachment_id: str) -> Reply:
+    _authorize_on(req, "volume:attachment_delete", attachment_id)
     remaining = _service(req).delete(req.ctx, attachment_id)
     return Reply(200, {"attachments": [summary(r) for r in remaining]})
 
@@ -110,10 +115,12 @@ def delete(req: ApiRequest, attachment_id: str) -> Reply:
 def show(req: ApiRequest, attachment_id: str) -> Reply:
     with req.deps.db.session() as session:
         row = _service(req).get(session, req.ctx, attachment_id)
+        authorize(req.ctx, "volume:attachment_get", row)
         return Reply(200, {"attachment": detail(row)})
 
 
 def _list(req: ApiRequest, detailed: bool) -> Reply:
+    authorize(req.ctx, "volume:attachment_get_all")
     filters = {k: v for k, v in req.query.items() if k in FILTERS}
     project = req.ctx.project_id
     if req.ctx.is_admin and validation.to_bool(req.query.get("all_tenants", "false")):
@@ -122,6 +129,12 @@ def _list(req: ApiRequest, detailed: bool) -> Reply:
         rows = attachments_repo.list_(session, project, filters, parse_limit(req))
         items = [detail(r) if detailed else summary(r) for r in rows]
     return Reply(200, {"attachments": items})
+
+
+def _authorize_on(req: ApiRequest, action: str, attachment_id: str) -> None:
+    """404 for an attachment the caller cannot see, then the policy for action on it."""
+    with req.deps.db.session() as session:
+        authorize(req.ctx, action, _service(req).get(session, req.ctx, attachment_id))
 
 
 def index(req: ApiRequest) -> Reply:

@@ -66,6 +66,7 @@ def manage_volume(req: ApiRequest) -> Reply:
 
 
 def manage_snapshot(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "snapshot_extension:snapshot_manage")  # policy before the schema (403)
     body = req.body()
     validate(schemas.manage_snapshot, body)
     snap = body["snapshot"]

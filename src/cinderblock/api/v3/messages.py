@@ -10,6 +10,7 @@ from cinderblock.api.views import timestamp
 from cinderblock.db.models import Message
 from cinderblock.db.repo import messages as messages_repo
 from cinderblock.services.common import scope
+from cinderblock.services.policy import authorize
 
 USER_FILTERS = ("resource_uuid", "resource_type", "event_id", "request_id", "message_level")
 
@@ -30,6 +31,7 @@ def _view(req: ApiRequest, message: Message) -> dict[str, Any]:
 
 
 def index(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "message:get_all")
     params, _ = build_list_params(
         req,
         user_filters=USER_FILTERS,
@@ -49,11 +51,13 @@ def index(req: ApiRequest) -> Reply:
 def show(req: ApiRequest, message_id: str) -> Reply:
     with req.deps.db.session() as session:
         message = messages_repo.get(session, message_id, scope(req.ctx))
+        authorize(req.ctx, "message:get", message)
         return Reply(200, {"message": _view(req, message)})
 
 
 def delete(req: ApiRequest, message_id: str) -> Reply:
     with req.deps.db.session() as session:
         message = messages_repo.get(session, message_id, scope(req.ctx))
+        authorize(req.ctx, "message:delete", message)
         messages_repo.delete_one(session, message)
     return Reply(204)

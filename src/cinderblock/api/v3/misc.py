@@ -7,6 +7,7 @@ from typing import Any
 from cinderblock.api.framework import ApiRequest, Reply
 from cinderblock.api.microversions import MAX_VERSION, MIN_VERSION, UPDATED
 from cinderblock.api.v3 import messages, snapshots, volumes
+from cinderblock.services.policy import authorize
 from cinderblock.services.quotas import QuotaEngine
 from cinderblock.services.volumes import VolumeService
 
@@ -48,6 +49,7 @@ def versions_v3(req: ApiRequest) -> Reply:
 
 
 def limits(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "limits_extension:used_limits")
     project = req.ctx.project_id
     if req.ctx.is_admin and req.at_least("3.39") and req.query.get("project_id"):
         project = req.query["project_id"]
@@ -69,6 +71,7 @@ def limits(req: ApiRequest) -> Reply:
 
 
 def availability_zones(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "volume_extension:availability_zone_list")
     with req.deps.db.session() as session:
         zones = sorted(VolumeService(req.deps).known_zones(session))
     return Reply(
@@ -89,6 +92,7 @@ RESOURCE_FILTERS = {
 
 
 def resource_filters(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "volume:get_resource_filters")
     wanted = req.query.get("resource")
     items = [
         {"resource": name, "filters": filters}

@@ -25,7 +25,9 @@ def _engine(req: ApiRequest) -> QuotaEngine:
 
 
 def _may_read(req: ApiRequest, target_project_id: str) -> None:
-    """Project readers see their own project's quotas; admins any project's."""
+    """Project readers see their own project's quotas; admins any project's (whatever
+    the policy file says, no member sees another project's)."""
+    authorize(req.ctx, "volume_extension:quotas:show", {"project_id": target_project_id})
     if not req.ctx.is_admin and target_project_id != req.ctx.project_id:
         raise exc.PolicyNotAuthorized(action="volume_extension:quotas:show")
 
@@ -48,7 +50,7 @@ def defaults(req: ApiRequest, target_project_id: str) -> Reply:
 
 
 def update(req: ApiRequest, target_project_id: str) -> Reply:
-    authorize(req.ctx, "volume_extension:quotas:update")
+    authorize(req.ctx, "volume_extension:quotas:update", {"project_id": target_project_id})
     body = req.body()
     validate(update_body, body)
     engine = _engine(req)
@@ -60,7 +62,7 @@ def update(req: ApiRequest, target_project_id: str) -> Reply:
 
 def delete(req: ApiRequest, target_project_id: str) -> Reply:
     """Back to the defaults: the project's own limits are dropped (usage is kept)."""
-    authorize(req.ctx, "volume_extension:quotas:delete")
+    authorize(req.ctx, "volume_extension:quotas:delete", {"project_id": target_project_id})
     _engine(req).reset(req.deps.db, target_project_id)
     return Reply(200)
 

@@ -15,6 +15,7 @@ from cinderblock.api.validation import validate
 from cinderblock.api.views import snapshots as views
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.services.manage import ManageService
+from cinderblock.services.policy import authorize
 from cinderblock.services.snapshots import SnapshotService
 from cinderblock.states import SNAPSHOT_RESETTABLE
 from cinderblock.volume.repair import request_repair
@@ -28,6 +29,7 @@ def _service(req: ApiRequest) -> SnapshotService:
 
 
 def _list(req: ApiRequest, detailed: bool) -> Reply:
+    authorize(req.ctx, "volume:get_all_snapshots")
     params, all_tenants = build_list_params(
         req,
         user_filters=USER_FILTERS,
@@ -67,10 +69,12 @@ def detail(req: ApiRequest) -> Reply:
 def show(req: ApiRequest, snapshot_id: str) -> Reply:
     with req.deps.db.session() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
+        authorize(req.ctx, "volume:get_snapshot", snapshot)
         return Reply(200, {"snapshot": views.detail(req, snapshot)})
 
 
 def create(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "volume:create_snapshot")
     body = req.body()
     validate(schemas.create, body)
     snap = body["snapshot"]
@@ -111,6 +115,7 @@ def update(req: ApiRequest, snapshot_id: str) -> Reply:
         if src in snap:
             changes[dst] = validation.strip_name(snap[src])
     service = _service(req)
+    _authorize_on(req, "volume:update_snapshot", snapshot_id)
     service.update(req.ctx, snapshot_id, changes)
     with req.deps.db.session() as session:
         snapshot = service.get(session, req.ctx, snapshot_id)
@@ -118,14 +123,22 @@ def update(req: ApiRequest, snapshot_id: str) -> Reply:
 
 
 def delete(req: ApiRequest, snapshot_id: str) -> Reply:
+    _authorize_on(req, "volume:delete_snapshot", snapshot_id)
     _service(req).delete(req.ctx, snapshot_id)
     return Reply(202)
+
+
+def _authorize_on(req: ApiRequest, action: str, snapshot_id: str) -> None:
+    """404 for a snapshot the caller cannot see, then the policy for action on it."""
+    with req.deps.db.session() as session:
+        authorize(req.ctx, action, _service(req).get(session, req.ctx, snapshot_id))
 
 
 # --- metadata ------------------------------------------------------------------------------
 def metadata_index(req: ApiRequest, snapshot_id: str) -> Reply:
     with req.deps.db.session() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
+        authorize(req.ctx, "volume:get_snapshot_metadata", snapshot)
         return Reply(200, {"metadata": snapshots_repo.metadata_of(snapshot)})
 
 
@@ -134,6 +147,7 @@ def _write_metadata(req: ApiRequest, snapshot_id: str, replace: bool) -> Reply:
     validate(volume_schemas.metadata, body)
     with req.deps.db.session() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
+        authorize(req.ctx, "volume:update_snapshot_metadata", snapshot)
         meta = snapshots_repo.set_metadata(session, snapshot, body["metadata"], replace=replace)
     return Reply(200, {"metadata": meta})
 
@@ -149,6 +163,7 @@ def metadata_replace(req: ApiRequest, snapshot_id: str) -> Reply:
 def metadata_show(req: ApiRequest, snapshot_id: str, key: str) -> Reply:
     with req.deps.db.session() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
+        authorize(req.ctx, "volume:get_snapshot_metadata", snapshot)
         meta = snapshots_repo.metadata_of(snapshot)
     if key not in meta:
         raise exc.SnapshotMetadataNotFound(snapshot_id=snapshot_id, key=key)
@@ -164,6 +179,7 @@ def metadata_update(req: ApiRequest, snapshot_id: str, key: str) -> Reply:
         raise exc.Invalid("Request body and URI mismatch")
     with req.deps.db.session() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
+        authorize(req.ctx, "volume:update_snapshot_metadata", snapshot)
         snapshots_repo.set_metadata(session, snapshot, body["meta"], replace=False)
     return Reply(200, {"meta": body["meta"]})
 
@@ -171,6 +187,7 @@ def metadata_update(req: ApiRequest, snapshot_id: str, key: str) -> Reply:
 def metadata_delete(req: ApiRequest, snapshot_id: str, key: str) -> Reply:
     with req.deps.db.session() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
+        authorize(req.ctx, "volume:delete_snapshot_metadata", snapshot)
         snapshots_repo.delete_metadata_key(session, snapshot, key)
     return Reply(200)
 
@@ -182,7 +199,9 @@ def action(req: ApiRequest, snapshot_id: str) -> Reply:
         raise exc.Invalid("Malformed request body")
     name = next(iter(body))
     with req.deps.db.session() as session:
-        _service(req).get(session, req.ctx, snapshot_id)
+        snapshot = _service(req).get(session, req.ctx, snapshot_id)
+        if name in ACTION_POLICY:
+            authorize(req.ctx, ACTION_POLICY[name], snapshot)
     if name == "os-reset_status":
         validate(schemas.reset_status, body)
         status = body[name]["status"].lower()
@@ -201,3 +220,12 @@ def action(req: ApiRequest, snapshot_id: str) -> Reply:
         ManageService(req.deps).unmanage_snapshot(req.ctx, snapshot_id)
         return Reply(202)
     raise exc.Invalid(f"There is no such action: {name}")
+
+
+# The policy action each snapshot action is authorized as.
+ACTION_POLICY = {
+    "os-reset_status": "volume_extension:snapshot_admin_actions:reset_status",
+    "os-repair_status": "volume_extension:snapshot_admin_actions:repair_status",
+    "os-force_delete": "volume_extension:snapshot_admin_actions:force_delete",
+    "os-unmanage": "snapshot_extension:snapshot_unmanage",
+}

@@ -29,6 +29,7 @@ def _get(req: ApiRequest, session: object, type_id: str) -> VolumeType:
 
 
 def index(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "volume_extension:type_get_all")
     is_public: bool | None = True
     raw = req.query.get("is_public")
     if req.ctx.is_admin:
@@ -51,6 +52,7 @@ def index(req: ApiRequest) -> Reply:
 
 
 def show(req: ApiRequest, type_id: str) -> Reply:
+    authorize(req.ctx, "volume_extension:type_get")
     with req.deps.db.session() as session:
         return Reply(200, {"volume_type": views.view(req, _get(req, session, type_id))})
 
@@ -114,6 +116,7 @@ def delete(req: ApiRequest, type_id: str) -> Reply:
 
 
 def extra_specs_index(req: ApiRequest, type_id: str) -> Reply:
+    authorize(req.ctx, "volume_extension:types_extra_specs:index")
     with req.deps.db.session() as session:
         volume_type = _get(req, session, type_id)
         return Reply(200, {"extra_specs": views.view(req, volume_type)["extra_specs"]})
@@ -130,6 +133,7 @@ def extra_specs_create(req: ApiRequest, type_id: str) -> Reply:
 
 
 def extra_specs_show(req: ApiRequest, type_id: str, key: str) -> Reply:
+    authorize(req.ctx, "volume_extension:types_extra_specs:show")
     with req.deps.db.session() as session:
         specs = views.view(req, _get(req, session, type_id))["extra_specs"]
     if key not in specs:

@@ -19,6 +19,7 @@ from cinderblock.api.views import volumes as views
 from cinderblock.db.query import ListParams
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.services.manage import ManageService
+from cinderblock.services.policy import authorize
 from cinderblock.services.volumes import CreateRequest, VolumeService
 from cinderblock.states import MIGRATION_STATUSES, VOLUME_RESETTABLE, AttachStatus
 from cinderblock.volume.repair import request_repair
@@ -86,6 +87,7 @@ def _list_params(req: ApiRequest) -> tuple[ListParams, bool]:
 
 
 def _list(req: ApiRequest, detailed: bool) -> Reply:
+    authorize(req.ctx, "volume:get_all")
     params, all_tenants = _list_params(req)
     with req.deps.db.session() as session:
         page = _service(req).list_page(session, req.ctx, params, all_tenants)
@@ -112,12 +114,14 @@ def detail(req: ApiRequest) -> Reply:
 def show(req: ApiRequest, volume_id: str) -> Reply:
     with req.deps.db.session() as session:
         volume = _service(req).get(session, req.ctx, volume_id)
+        authorize(req.ctx, "volume:get", volume)
         return Reply(200, {"volume": views.detail(req, volume)})
 
 
 def summary(req: ApiRequest) -> Reply:
     # The list's own parsing: typed boolean/time filters (a raw string compared with a
     # boolean or timestamp column is a database error on PostgreSQL), names mapped.
+    authorize(req.ctx, "volume:get_all")
     params, all_tenants = _list_params(req)
     params.limit = None
     with req.deps.db.session() as session:
@@ -138,6 +142,7 @@ def summary(req: ApiRequest) -> Reply:
 
 
 def create(req: ApiRequest) -> Reply:
+    authorize(req.ctx, "volume:create")
     body = req.body()
     validate(schemas.create_v353 if req.at_least("3.53") else schemas.create, body)
     vol = body["volume"]
@@ -189,6 +194,7 @@ def update(req: ApiRequest, volume_id: str) -> Reply:
     if "metadata" in vol:
         changes["metadata"] = vol["metadata"]
     service = _service(req)
+    _authorize_on(req, "volume:update", volume_id)
     service.update(req.ctx, volume_id, changes)
     with req.deps.db.session() as session:
         volume = service.get(session, req.ctx, volume_id)
@@ -198,8 +204,15 @@ def update(req: ApiRequest, volume_id: str) -> Reply:
 def delete(req: ApiRequest, volume_id: str) -> Reply:
     cascade = validation.to_bool(req.query.get("cascade", "false"))
     force = req.at_least("3.23") and validation.to_bool(req.query.get("force", "false"))
+    _authorize_on(req, "volume:delete", volume_id)
     _service(req).delete(req.ctx, volume_id, cascade=cascade, force=force)
     return Reply(202)
+
+
+def _authorize_on(req: ApiRequest, action: str, volume_id: str) -> None:
+    """404 for a volume the caller cannot see, then the policy for action on it."""
+    with req.deps.db.session() as session:
+        authorize(req.ctx, action, _service(req).get(session, req.ctx, volume_id))
 
 
 # --- metadata ------------------------------------------------------------------------------
@@ -216,6 +229,7 @@ def _check_if_match(req: ApiRequest, metadata: dict[str, str]) -> None:
 def metadata_index(req: ApiRequest, volume_id: str) -> Reply:
     with req.deps.db.session() as session:
         volume = _service(req).get(session, req.ctx, volume_id)
+        authorize(req.ctx, "volume:get_volume_metadata", volume)
         meta = volumes_repo.metadata_of(volume)
     headers = {"etag": _etag(meta)} if req.at_least("3.15") else {}
     return Reply(200, {"metadata": meta}, headers)
@@ -227,6 +241,11 @@ def _write_metadata(req: ApiRequest, volume_id: str, replace: bool) -> Reply:
     service = _service(req)
     with req.deps.db.session() as session:
         volume = service.get(session, req.ctx, volume_id)
+        authorize(
+            req.ctx,
+            "volume:update_volume_metadata" if replace else "volume:create_volume_metadata",
+            volume,
+        )
         service.check_metadata_writable(volume)
         if replace:
             _check_if_match(req, volumes_repo.metadata_of(volume))
@@ -245,6 +264,7 @@ def metadata_replace(req: ApiRequest, volume_id: str) -> Reply:
 def metadata_show(req: ApiRequest, volume_id: str, key: str) -> Reply:
     with req.deps.db.session() as session:
         volume = _service(req).get(session, req.ctx, volume_id)
+        authorize(req.ctx, "volume:get_volume_metadata", volume)
         meta = volumes_repo.metadata_of(volume)
     if key not in meta:
         raise exc.VolumeMetadataNotFound(volume_id=volume_id, key=key)
@@ -261,6 +281,7 @@ def metadata_update(req: ApiRequest, volume_id: str, key: str) -> Reply:
     service = _service(req)
     with req.deps.db.session() as session:
         volume = service.get(session, req.ctx, volume_id)
+        authorize(req.ctx, "volume:update_volume_metadata", volume)
         service.check_metadata_writable(volume)
         _check_if_match(req, volumes_repo.metadata_of(volume))
         volumes_repo.set_metadata(session, volume, body["meta"], replace=False)
@@ -271,6 +292,7 @@ def metadata_delete(req: ApiRequest, volume_id: str, key: str) -> Reply:
     service = _service(req)
     with req.deps.db.session() as session:
         volume = service.get(session, req.ctx, volume_id)
+        authorize(req.ctx, "volume:delete_volume_metadata", volume)
         service.check_metadata_writable(volume)
         _check_if_match(req, volumes_repo.metadata_of(volume))
         volumes_repo.delete_metadata_key(session, volume, key)
@@ -291,7 +313,10 @@ def action(req: ApiRequest, volume_id: str) -> Reply:
         # Like a method missing at this version: Cinder's generic 404.
         raise exc.ResourceNotFound()
     with req.deps.db.session() as session:
-        _service(req).get(session, req.ctx, volume_id)  # 404 before anything else
+        volume = _service(req).get(session, req.ctx, volume_id)  # 404 before anything else
+        authorize(req.ctx, ACTION_POLICY[name], volume)  # then policy, before the body
+        if name == "os-extend" and volume.status == "in-use":
+            authorize(req.ctx, "volume:extend_attached_volume", volume)
     return handler(req, volume_id, body)
 
 
@@ -366,3 +391,22 @@ _ACTIONS = {
     "revert": _revert,
 }
 _ACTION_MIN_VERSION = {"revert": "3.40"}
+# The policy action each volume action is authorized as.
+ACTION_POLICY = {
+    "os-reserve": "volume_extension:volume_actions:reserve",
+    "os-unreserve": "volume_extension:volume_actions:unreserve",
+    "os-begin_detaching": "volume_extension:volume_actions:begin_detaching",
+    "os-roll_detaching": "volume_extension:volume_actions:roll_detaching",
+    "os-attach": "volume_extension:volume_actions:attach",
+    "os-detach": "volume_extension:volume_actions:detach",
+    "os-initialize_connection": "volume_extension:volume_actions:initialize_connection",
+    "os-terminate_connection": "volume_extension:volume_actions:terminate_connection",
+    "os-update_readonly_flag": "volume_extension:volume_actions:update_readonly",
+    "os-set_bootable": "volume:update",
+    "os-unmanage": "volume_extension:volume_unmanage",
+    "os-extend": "volume:extend",
+    "os-reset_status": "volume_extension:volume_admin_actions:reset_status",
+    "os-repair_status": "volume_extension:volume_admin_actions:repair_status",
+    "os-force_delete": "volume_extension:volume_admin_actions:force_delete",
+    "revert": "volume:revert_to_snapshot",
+}
