@@ -191,7 +191,10 @@ class DataPathService:
     qemu-nbd on a private port range. Can be killed with SIGKILL and started again.
     """
 
-    def __init__(self, directory: Path, protocol: str, tgtd: Tgtd | None = None) -> None:
+    def __init__(
+        self, directory: Path, protocol: str, tgtd: Tgtd | None = None, extra: str = ""
+    ) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -226,7 +229,8 @@ connection = sqlite:///{directory / "cinderblock.sqlite"}
 volume_driver = file
 volume_backend_name = files
 file_volumes_dir = {self.volumes_dir}
-{target}"""
+{target}{extra}
+"""
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.project = uuid.uuid4().hex
