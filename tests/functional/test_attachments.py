@@ -571,6 +571,8 @@ def test_multiattach_two_servers(api: Api, cinder: RunningService) -> None:
     resp = update(api, b["id"], connector("compute-b"))
     assert resp.status_code == 200, resp.text
     assert resp.json()["attachment"]["status"] == "attaching"
+    # compute-a is still attached: the volume is in-use, not attaching.
+    assert volume(api, vol["id"])["status"] == "in-use"
     assert allowed_hosts(cinder, vol["id"]) == {"compute-a", "compute-b"}
     assert complete(api, b["id"]).status_code == 204
     shown = volume(api, vol["id"])
@@ -593,6 +595,36 @@ def test_multiattach_two_servers(api: Api, cinder: RunningService) -> None:
     resp = api.delete(f"/attachments/{b['id']}")
     assert resp.status_code == 200
     assert resp.json() == {"attachments": []}
+    assert volume(api, vol["id"])["status"] == "available"
+    assert allowed_hosts(cinder, vol["id"]) is None
+
+
+def test_multiattach_second_host_connecting_at_create(api: Api, cinder: RunningService) -> None:
+    """The status while another host connects follows the most attached attachment."""
+    vol = multiattach_volume(api, cinder)
+    a = attach(api, vol["id"], host="compute-a")
+    resp = create(api, vol["id"], str(uuid.uuid4()), connector=connector("compute-b"))
+    assert resp.status_code == 200, resp.text
+    b = resp.json()["attachment"]
+    assert b["status"] == "attaching" and b["connection_info"]["volume_id"] == vol["id"]
+    shown = volume(api, vol["id"])
+    assert shown["status"] == "in-use"
+    assert [e["attachment_id"] for e in shown["attachments"]] == [a["id"]]
+    # Detaching the attached host while the other is still connecting: `attaching`.
+    assert api.delete(f"/attachments/{a['id']}").status_code == 200
+    assert volume(api, vol["id"])["status"] == "attaching"
+    assert allowed_hosts(cinder, vol["id"]) == {"compute-b"}
+    assert complete(api, b["id"]).status_code == 204
+    assert volume(api, vol["id"])["status"] == "in-use"
+    # A third host reserves and connects, then gives up: the volume stays in-use.
+    c = reserve(api, vol["id"])
+    assert volume(api, vol["id"])["status"] == "reserved"
+    assert update(api, c["id"], connector("compute-c")).status_code == 200
+    assert volume(api, vol["id"])["status"] == "in-use"
+    assert api.delete(f"/attachments/{c['id']}").status_code == 200
+    assert volume(api, vol["id"])["status"] == "in-use"
+    assert allowed_hosts(cinder, vol["id"]) == {"compute-b"}
+    assert api.delete(f"/attachments/{b['id']}").status_code == 200
     assert volume(api, vol["id"])["status"] == "available"
     assert allowed_hosts(cinder, vol["id"]) is None
 
