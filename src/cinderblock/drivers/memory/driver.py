@@ -12,12 +12,20 @@ does not know (for manage), ``set_in_use`` to mark an object as used
 elsewhere (listed unsafe with reason code in_use, refused by manage), and
 ``fail_on`` (option ``memory_fail_on``, a comma list of operation names) to
 make operations fail.
+
+``calls`` is the driver's call log: every operation that reached it, oldest first, as
+``(operation, object name)`` (the volume or snapshot object, or the ``source-name`` of
+a manage reference; ``""`` for backend-wide calls such as stats). Tests and benchmarks
+read it to see what the backend was really asked to do, e.g. that fifty racing API
+requests made exactly one extend. It keeps the last ``memory_call_log_size`` (10000)
+entries, so a long-running service does not grow.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -90,17 +98,32 @@ class MemoryDriver(
         self.fail_on: set[str] = {op.strip() for op in raw_fail.split(",") if op.strip()}
         self._lock = threading.RLock()
         self._objects: dict[str, _Object] = {}
+        self.calls: deque[tuple[str, str]] = deque(
+            maxlen=config.get_int("memory_call_log_size", 10000)
+        )
         # export name -> connectors (host names) allowed to reach it
         self.exports: dict[str, set[str]] = {}
 
     # --- plumbing ------------------------------------------------------------------
     @contextlib.contextmanager
-    def _op(self, name: str) -> Iterator[None]:
-        """Serialise every operation and inject the configured failures."""
+    def _op(self, name: str, on: VolumeRef | SnapshotRef | Any = None) -> Iterator[None]:
+        """Serialise every operation, log it, and inject the configured failures."""
         with self._lock:
+            self.calls.append((name, self._log_name(on)))
             if name in self.fail_on:
                 raise VolumeBackendAPIException(data=f"injected failure in {name}")
             yield
+
+    @staticmethod
+    def _log_name(on: VolumeRef | SnapshotRef | Any) -> str:
+        if isinstance(on, VolumeRef):
+            return on.provider_location or on.name
+        if isinstance(on, SnapshotRef):
+            parent = on.volume.provider_location or on.volume.name
+            return on.provider_location or f"{parent}{SEP}{on.name}"
+        if isinstance(on, dict):
+            return str(on.get("source-name", on.get("source-id", "")))
+        return ""
 
     @staticmethod
     def _volume_name(volume: VolumeRef) -> str:
@@ -207,20 +230,20 @@ class MemoryDriver(
             pass
 
     def create_volume(self, volume: VolumeRef) -> ModelUpdate | None:
-        with self._op("create_volume"):
+        with self._op("create_volume", volume):
             name = self._volume_name(volume)
             self._add(name, _Object(volume.size * GiB))
             return {"provider_location": name}
 
     def delete_volume(self, volume: VolumeRef) -> None:
-        with self._op("delete_volume"):
+        with self._op("delete_volume", volume):
             name = self._volume_name(volume)
             if self._snapshots_of(name):
                 raise VolumeIsBusy(volume_name=name)
             self._objects.pop(name, None)
 
     def volume_exists(self, volume: VolumeRef) -> bool:
-        with self._op("volume_exists"):
+        with self._op("volume_exists", volume):
             return self._volume_name(volume) in self._objects
 
     def get_volume_stats(self, refresh: bool = False) -> dict[str, Any]:
@@ -250,43 +273,43 @@ class MemoryDriver(
 
     # --- snapshots / clones / extend / revert ------------------------------------------------
     def create_snapshot(self, snapshot: SnapshotRef) -> ModelUpdate | None:
-        with self._op("create_snapshot"):
+        with self._op("create_snapshot", snapshot):
             parent = self._volume_name(snapshot.volume)
             name = self._snapshot_name(snapshot)
             self._copy_to_new(parent, name, self._get(parent).size)
             return {"provider_location": name}
 
     def delete_snapshot(self, snapshot: SnapshotRef) -> None:
-        with self._op("delete_snapshot"):
+        with self._op("delete_snapshot", snapshot):
             self._objects.pop(self._snapshot_name(snapshot), None)
 
     def snapshot_exists(self, snapshot: SnapshotRef) -> bool:
-        with self._op("snapshot_exists"):
+        with self._op("snapshot_exists", snapshot):
             return self._snapshot_name(snapshot) in self._objects
 
     def create_volume_from_snapshot(
         self, volume: VolumeRef, snapshot: SnapshotRef
     ) -> ModelUpdate | None:
-        with self._op("create_volume_from_snapshot"):
+        with self._op("create_volume_from_snapshot", volume):
             name = self._volume_name(volume)
             self._copy_to_new(self._snapshot_name(snapshot), name, volume.size * GiB)
             return {"provider_location": name}
 
     def create_cloned_volume(self, volume: VolumeRef, src: VolumeRef) -> ModelUpdate | None:
-        with self._op("create_cloned_volume"):
+        with self._op("create_cloned_volume", volume):
             name = self._volume_name(volume)
             self._copy_to_new(self._volume_name(src), name, volume.size * GiB)
             return {"provider_location": name}
 
     def extend_volume(self, volume: VolumeRef, new_size: int) -> None:
-        with self._op("extend_volume"):
+        with self._op("extend_volume", volume):
             obj = self._get(self._volume_name(volume))
             if new_size * GiB < obj.size:
                 raise VolumeBackendAPIException(data="refusing to shrink a volume")
             obj.size = new_size * GiB
 
     def revert_to_snapshot(self, volume: VolumeRef, snapshot: SnapshotRef) -> None:
-        with self._op("revert_to_snapshot"):
+        with self._op("revert_to_snapshot", volume):
             obj = self._get(self._volume_name(volume))
             snap = self._get(self._snapshot_name(snapshot))
             obj.chunks = dict(snap.chunks)
@@ -364,13 +387,13 @@ class MemoryDriver(
             self._rename_all(renames)
 
     def manage_existing_get_size(self, volume: VolumeRef, existing_ref: dict[str, Any]) -> int:
-        with self._op("manage_existing_get_size"):
+        with self._op("manage_existing_get_size", existing_ref):
             return ceil_gib(self._objects[self._volume_ref(existing_ref)].size)
 
     def manage_existing(
         self, volume: VolumeRef, existing_ref: dict[str, Any]
     ) -> ModelUpdate | None:
-        with self._op("manage_existing"):
+        with self._op("manage_existing", existing_ref):
             name = self._volume_ref(existing_ref)
             original_bytes = self._objects[name].size
             self._adopt(name, volume.name, existing_ref, family=True)
@@ -384,26 +407,26 @@ class MemoryDriver(
             }
 
     def unmanage(self, volume: VolumeRef) -> None:
-        with self._op("unmanage"):
+        with self._op("unmanage", volume):
             self._restore(self._volume_name(volume), volume.provider_id, family=True)
 
     def manage_existing_snapshot_get_size(
         self, snapshot: SnapshotRef, existing_ref: dict[str, Any]
     ) -> int:
-        with self._op("manage_existing_snapshot_get_size"):
+        with self._op("manage_existing_snapshot_get_size", existing_ref):
             return ceil_gib(self._objects[self._snapshot_ref(snapshot, existing_ref)].size)
 
     def manage_existing_snapshot(
         self, snapshot: SnapshotRef, existing_ref: dict[str, Any]
     ) -> ModelUpdate | None:
-        with self._op("manage_existing_snapshot"):
+        with self._op("manage_existing_snapshot", existing_ref):
             name = self._snapshot_ref(snapshot, existing_ref)
             target = f"{self._volume_name(snapshot.volume)}{SEP}{snapshot.name}"
             self._adopt(name, target, existing_ref, family=False)
             return {"provider_location": target, "provider_id": name}
 
     def unmanage_snapshot(self, snapshot: SnapshotRef) -> None:
-        with self._op("unmanage_snapshot"):
+        with self._op("unmanage_snapshot", snapshot):
             self._restore(self._snapshot_name(snapshot), snapshot.provider_id, family=False)
 
     def _listing(
@@ -464,7 +487,7 @@ class MemoryDriver(
 
     # --- exports (a stand-in data path for control-plane tests) -------------------------
     def create_export(self, volume: VolumeRef, connector: Any) -> ModelUpdate | None:
-        with self._op("create_export"):
+        with self._op("create_export", volume):
             name = self._volume_name(volume)
             if name not in self._objects:
                 raise BackendObjectNotFound(name=name)
@@ -472,12 +495,12 @@ class MemoryDriver(
             return {"provider_location": name, "provider_auth": None}
 
     def ensure_export(self, volume: VolumeRef) -> ModelUpdate | None:
-        with self._op("ensure_export"):
+        with self._op("ensure_export", volume):
             self.exports.setdefault(self._volume_name(volume), set())
             return None
 
     def remove_export(self, volume: VolumeRef) -> None:
-        with self._op("remove_export"):
+        with self._op("remove_export", volume):
             self.exports.pop(self._volume_name(volume), None)
 
     def validate_connector(self, connector: Any) -> None:
@@ -487,7 +510,7 @@ class MemoryDriver(
             raise InvalidConnectorException(missing="host or initiator")
 
     def initialize_connection(self, volume: VolumeRef, connector: Any) -> dict[str, Any]:
-        with self._op("initialize_connection"):
+        with self._op("initialize_connection", volume):
             name = self._volume_name(volume)
             who = str(connector.get("host") or connector.get("initiator"))
             self.exports.setdefault(name, set()).add(who)
@@ -501,7 +524,7 @@ class MemoryDriver(
             }
 
     def terminate_connection(self, volume: VolumeRef, connector: Any) -> None:
-        with self._op("terminate_connection"):
+        with self._op("terminate_connection", volume):
             name = self._volume_name(volume)
             if connector:
                 who = str(connector.get("host") or connector.get("initiator"))
