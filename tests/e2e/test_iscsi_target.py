@@ -381,7 +381,7 @@ def test_secondary_portals_give_multipath_fields(harness: Harness, tgtd: Tgtd) -
         provider_location=vol.provider_location,
         provider_auth=update["provider_auth"],
     )
-    conn = connector()
+    conn = {**connector(), "multipath": True, "enforce_multipath": True}
     data = driver.initialize_connection(vol, conn)["data"]
     portals = [f"127.0.0.1:{tgtd.port}", f"127.0.0.2:{tgtd.port}"]
     assert data["target_portal"] == portals[0]
@@ -391,6 +391,17 @@ def test_secondary_portals_give_multipath_fields(harness: Harness, tgtd: Tgtd) -
     # The private tgtd listened on 127.0.0.1 only: the target added the second portal.
     assert_ok(qemu_io(image_opts(data, conn["initiator"], portal=portals[1]), "write -P 3 0 1M"))
     assert_ok(qemu_io(image_opts(data, conn["initiator"]), "read -P 3 0 1M"))
+
+
+def test_enforced_multipath_with_one_portal_is_refused(harness: Harness, tgtd: Tgtd) -> None:
+    vol = harness.export(harness.volume())
+    conn = {**connector(), "multipath": True, "enforce_multipath": True}
+    with pytest.raises(InvalidConnectorException, match="single path") as refused:
+        harness.driver.initialize_connection(vol, conn)
+    assert f"127.0.0.1:{tgtd.port}" in str(refused.value)
+    assert conn["initiator"] not in tgtd.show()  # not let in
+    data = harness.driver.initialize_connection(vol, {**conn, "enforce_multipath": False})["data"]
+    assert "target_portals" not in data
 
 
 def test_connector_without_initiator_is_refused(harness: Harness) -> None:

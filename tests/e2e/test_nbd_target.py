@@ -27,7 +27,7 @@ import pytest
 from cinderblock.drivers.config import BackendConfig
 from cinderblock.drivers.file.driver import FileDriver
 from cinderblock.drivers.refs import SnapshotRef, VolumeRef
-from cinderblock.exceptions import VolumeBackendAPIException
+from cinderblock.exceptions import InvalidConnectorException, VolumeBackendAPIException
 from cinderblock.targets import NbdTarget
 
 MiB = 1024**2
@@ -251,6 +251,14 @@ def test_killed_server_is_restarted_by_ensure_export_on_the_same_port(harness: H
     after = harness.driver.initialize_connection(vol, {})
     assert after == before
     assert_ok(qemu_io(url(after["data"]), "read -P 0x77 0 4M"))
+
+
+def test_enforced_multipath_is_refused(harness: Harness) -> None:
+    vol = harness.export(harness.volume())
+    with pytest.raises(InvalidConnectorException, match="single path"):
+        harness.driver.initialize_connection(vol, {"host": "h", "enforce_multipath": True})
+    info = harness.driver.initialize_connection(vol, {"host": "h", "multipath": True})
+    assert info["driver_volume_type"] == "nbd"
 
 
 def test_a_restarted_service_keeps_the_port(harness: Harness) -> None:

@@ -342,6 +342,31 @@ def test_initialize_connection_bad_connector_is_400(
     assert status(api, vol["id"]) == "available"
 
 
+@pytest.mark.parametrize("enforce", [True, "True", "true"])
+def test_enforced_multipath_on_a_single_path_backend_is_400(
+    api: Api, cinder: RunningService, enforce: Any
+) -> None:
+    vol = mem_volume(api)
+    conn = connector(multipath=True, enforce_multipath=enforce)
+    message = assert_fault(
+        act(api, vol["id"], "os-initialize_connection", {"connector": conn}), 400
+    )
+    assert "enforce_multipath" in message and "single path" in message, message
+    assert allowed_hosts(cinder, vol["id"]) is None
+    assert status(api, vol["id"]) == "available"
+
+
+@pytest.mark.parametrize("extra", [{"multipath": True}, {"enforce_multipath": False}, {}])
+def test_multipath_without_enforcing_it_connects(
+    api: Api, cinder: RunningService, extra: dict[str, Any]
+) -> None:
+    vol = mem_volume(api)
+    conn = {**connector(), **extra}
+    resp = act(api, vol["id"], "os-initialize_connection", {"connector": conn})
+    assert resp.status_code == 200, resp.text
+    assert allowed_hosts(cinder, vol["id"]) == {"compute-1"}
+
+
 def test_nova_legacy_attach_and_detach(api: Api, cinder: RunningService) -> None:
     """reserve, initialize_connection, attach ... begin_detaching, terminate, detach."""
     vol = mem_volume(api)

@@ -693,6 +693,29 @@ def test_bad_connector_on_update_keeps_the_reservation(api: Api, cinder: Running
     assert allowed_hosts(cinder, vol["id"]) is None
 
 
+def test_enforced_multipath_on_a_single_path_backend_is_400(
+    api: Api, cinder: RunningService
+) -> None:
+    vol = mem_volume(api)
+    enforcing = connector(multipath=True, enforce_multipath=True)
+    # With the connector at create: refused, nothing left behind.
+    message = assert_fault(create(api, vol["id"], str(uuid.uuid4()), connector=enforcing), 400)
+    assert "enforce_multipath" in message and "single path" in message, message
+    assert api.get(f"/attachments?volume_id={vol['id']}").json()["attachments"] == []
+    assert volume(api, vol["id"])["status"] == "available"
+    # At update: refused, the reservation stays as it was.
+    att = reserve(api, vol["id"])
+    assert "enforce_multipath" in assert_fault(update(api, att["id"], enforcing), 400)
+    shown = api.get(f"/attachments/{att['id']}").json()["attachment"]
+    assert shown["status"] == "reserved" and shown["connection_info"] == {}
+    assert volume(api, vol["id"])["status"] == "reserved"
+    assert allowed_hosts(cinder, vol["id"]) is None
+    # The same host without enforcing multipath gets through.
+    resp = update(api, att["id"], connector(multipath=True))
+    assert resp.status_code == 200, resp.text
+    assert volume(api, vol["id"])["status"] == "attaching"
+
+
 @pytest.mark.parametrize("conn", [{}, None, "compute-1", []])
 def test_update_needs_a_connector_object(api: Api, conn: Any) -> None:
     vol = mem_volume(api)

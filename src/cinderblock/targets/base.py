@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from cinderblock.drivers.refs import Connector, ModelUpdate
-from cinderblock.exceptions import VolumeBackendAPIException
+from cinderblock.exceptions import InvalidConnectorException, VolumeBackendAPIException
 
 # Letters and digits only: safe in tgtadm arguments, URLs and provider_auth (space separated).
 _ALPHABET = string.ascii_letters + string.digits
@@ -201,3 +201,21 @@ def connector_str(connector: Mapping[str, Any] | None, key: str) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
+
+
+def multipath_enforced(connector: Mapping[str, Any] | None) -> bool:
+    """Whether the connector insists on multipath (os-brick's ``enforce_multipath``)."""
+    value = connector.get("enforce_multipath") if connector else None
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes", "on")
+    return value is True
+
+
+def refuse_single_path(connector: Mapping[str, Any] | None, paths: list[str], hint: str) -> None:
+    """InvalidConnectorException (400) when multipath is enforced and there is one path."""
+    if multipath_enforced(connector) and len(paths) < 2:
+        where = f" ({paths[0]})" if paths else ""
+        raise InvalidConnectorException(
+            "The connector enforces multipath (enforce_multipath), but this backend "
+            f"exports through a single path{where}; {hint}"
+        )

@@ -48,6 +48,7 @@ from cinderblock.targets.base import (
     Target,
     TargetError,
     random_token,
+    refuse_single_path,
     stable_digest,
 )
 from cinderblock.targets.tgtshow import join_portal
@@ -345,7 +346,11 @@ class NbdTarget(Target):
 
     # --- connections -----------------------------------------------------------------
     def validate_connector(self, connector: Connector) -> None:
-        """NBD needs nothing from the connector: the client only needs to reach host:port."""
+        """NBD needs nothing from the connector: the client only needs to reach host:port.
+
+        NBD has one path per export, so a connector enforcing multipath is refused.
+        """
+        refuse_single_path(connector, [self.options.host], "NBD exports have no multipath.")
 
     def initialize_connection(self, ref: ExportRef, connector: Connector) -> dict[str, Any]:
         self.validate_connector(connector)

@@ -50,6 +50,7 @@ from cinderblock.targets.base import (
     TargetError,
     connector_str,
     new_chap_credentials,
+    refuse_single_path,
     stable_digest,
 )
 from cinderblock.targets.tgtshow import (
@@ -449,6 +450,9 @@ class TgtTarget(Target):
     def validate_connector(self, connector: Connector) -> None:
         if connector_str(connector, "initiator") is None:
             raise InvalidConnectorException(missing="initiator")
+        refuse_single_path(
+            connector, self.portals, "its operator can add portals (iscsi_secondary_ip_addresses)."
+        )
 
     def initialize_connection(self, ref: ExportRef, connector: Connector) -> dict[str, Any]:
         self.validate_connector(connector)

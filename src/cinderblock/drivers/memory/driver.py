@@ -50,6 +50,7 @@ from cinderblock.exceptions import (
     VolumeBackendAPIException,
     VolumeIsBusy,
 )
+from cinderblock.targets.base import refuse_single_path
 
 CHUNK = 64 * 1024
 SEP = "@"
@@ -508,6 +509,8 @@ class MemoryDriver(
             connector.get("host") or connector.get("initiator")
         ):
             raise InvalidConnectorException(missing="host or initiator")
+        # The stand-in export has a single path, like a one-portal iSCSI target.
+        refuse_single_path(connector, ["memory"], "the memory backend has no multipath.")
 
     def initialize_connection(self, volume: VolumeRef, connector: Any) -> dict[str, Any]:
         with self._op("initialize_connection", volume):
