@@ -13,6 +13,10 @@ port is kept across restarts, so ensure_export after a crash or reboot
 serves the export at the same address. The pid is only trusted when
 /proc/<pid>/cmdline is a qemu-nbd serving that name.
 
+qemu-nbd serves the size the file had when it started: after the file grew
+(in-use extend) ensure_export restarts it on the same port (connected clients
+must reconnect). NBD has one path, so ``enforce_multipath`` is refused.
+
 NBD has no initiator access control: anyone who reaches host:port (and, with
 TLS, holds the PSK) may connect while the export exists, so
 terminate_connection changes nothing; remove_export stops the server.

@@ -15,6 +15,11 @@ One iSCSI target per exported object:
 
 provider_location is Cinder's: ``"<ip>:<port>[;<ip2>:<port>...],<tid> <iqn> <lun>"``.
 
+tgt reads the backing file's size once, when the LUN is created; when the
+file has grown since (in-use extend), ensure_export re-creates LUN 1 on the
+same target (account, ACL and logged-in sessions stay). A connector with
+``enforce_multipath`` is refused unless there are several portals.
+
 tgtd keeps all of this in memory only. After tgtd restarts, ensure_export
 rebuilds the target from the names and provider_auth (same IQN, same
 credentials; the tid may change). With ``tgt_manage_daemon = true`` a tgtd
