@@ -158,6 +158,7 @@ def load_settings(
     if path:
         raw = parser.get("oslo_policy", "policy_file", fallback="").strip() or "policy.yaml"
         policy_file = str(Path(path).absolute().parent / Path(raw).expanduser())
+        _check_policy_file(policy_file)
     return Settings(
         host=default.get("host") or socket.gethostname(),
         bind_host=default.get("bind_host", "127.0.0.1"),
@@ -188,6 +189,16 @@ def load_settings(
         policy_file=policy_file,
         backends=tuple(backends),
     )
+
+
+def _check_policy_file(path: str) -> None:
+    """A policy file that cannot be used stops the start, before anything runs."""
+    from cinderblock.policy import PolicyFileError, load_enforcer
+
+    try:
+        load_enforcer(path)
+    except PolicyFileError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def _keystone_settings(parser: configparser.ConfigParser) -> KeystoneAuthSettings:
