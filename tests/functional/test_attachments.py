@@ -629,6 +629,24 @@ def test_multiattach_second_host_connecting_at_create(api: Api, cinder: RunningS
     assert allowed_hosts(cinder, vol["id"]) is None
 
 
+def test_in_use_extend_keeps_the_attachment(api: Api, cinder: RunningService) -> None:
+    vol = mem_volume(api)
+    att = attach(api, vol["id"], host="compute-1")
+    body = {"os-extend": {"new_size": 3}}
+    refused = api.post(f"/volumes/{vol['id']}/action", body, version="3.41")
+    assert "in-use" in assert_fault(refused, 400)
+    resp = api.post(f"/volumes/{vol['id']}/action", body, version="3.42")
+    assert resp.status_code == 202, resp.text
+    shown = api.wait_volume(vol["id"], ("in-use",))
+    assert shown["size"] == 3
+    assert [e["attachment_id"] for e in shown["attachments"]] == [att["id"]]
+    assert api.get(f"/attachments/{att['id']}").json()["attachment"]["status"] == "attached"
+    assert allowed_hosts(cinder, vol["id"]) == {"compute-1"}  # the export stayed up
+    body = {"os-initialize_connection": {"connector": connector("compute-1")}}
+    info = api.post(f"/volumes/{vol['id']}/action", body).json()["connection_info"]
+    assert info["data"]["size_bytes"] == 3 * 1024**3
+
+
 def test_multiattach_reserved_volume_takes_no_other_reservation(
     api: Api, cinder: RunningService
 ) -> None:
