@@ -186,7 +186,7 @@ class _LiveBackends:
     def __call__(self, backend_host: str) -> bool:
         with self._lock:
             if time.monotonic() - self._loaded > self._ttl:
-                with self._db.session() as session:
+                with self._db.read() as session:
                     self._live = {
                         s.host
                         for s in services_repo.list_(session, VOLUME_BINARY)

@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -14,11 +15,18 @@ from cinderblock.db.engine import make_engine, make_session_factory
 from cinderblock.db.repo import types as types_repo
 
 
+def _refuse_writes(session: Session, *_: object) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("Database.read() transaction tried to write; use session()")
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = make_session_factory(self.engine)
+        self._read_sessions = make_session_factory(self.engine, read_only=True)
+        event.listen(self._read_sessions, "before_flush", _refuse_writes)
         # SQLite has one writer at a time and every transaction here starts with
         # BEGIN IMMEDIATE. Queueing this process's transactions on a lock hands the
         # database over the moment it is free; otherwise waiters poll in SQLite's
@@ -32,6 +40,14 @@ class Database:
     def session(self) -> Iterator[Session]:
         """A transaction: committed when the block ends, rolled back if it raises."""
         with self._write_lock or nullcontext(), self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it neither waits for nor blocks
+        writers (it must not write; use session() for that). Elsewhere the same as
+        session()."""
+        with self._read_sessions.begin() as session:
             yield session
 
     def upgrade(self) -> None:

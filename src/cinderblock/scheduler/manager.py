@@ -247,7 +247,7 @@ class SchedulerManager:
         self, context: dict[str, Any], volume_id: str, required_backend: str | None = None
     ) -> None:
         ctx = RequestContext.from_dict(context)
-        with self.db.session() as session:
+        with self.db.read() as session:
             volume = volumes_repo.get(session, volume_id)
             if volume.status != VolumeStatus.CREATING or volume.host:
                 return
@@ -310,7 +310,7 @@ class SchedulerManager:
         capability, zone, service down) fails the manage before the driver is asked.
         """
         ctx = RequestContext.from_dict(context)
-        with self.db.session() as session:
+        with self.db.read() as session:
             volume = volumes_repo.get(session, volume_id)
             if volume.status != VolumeStatus.MANAGING or not volume.host:
                 return

@@ -44,7 +44,7 @@ def _list(req: ApiRequest, detailed: bool) -> Reply:
         params.filters["display_name"] = params.filters.pop("name")
     if "name" in params.like_filters:
         params.like_filters["display_name"] = params.like_filters.pop("name")
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         snapshots, count = _service(req).list(session, req.ctx, params, all_tenants)
         if detailed:
             items = [views.detail(req, s) for s in snapshots]
@@ -67,7 +67,7 @@ def detail(req: ApiRequest) -> Reply:
 
 
 def show(req: ApiRequest, snapshot_id: str) -> Reply:
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
         authorize(req.ctx, "volume:get_snapshot", snapshot)
         return Reply(200, {"snapshot": views.detail(req, snapshot)})
@@ -130,13 +130,13 @@ def delete(req: ApiRequest, snapshot_id: str) -> Reply:
 
 def _authorize_on(req: ApiRequest, action: str, snapshot_id: str) -> None:
     """404 for a snapshot the caller cannot see, then the policy for action on it."""
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         authorize(req.ctx, action, _service(req).get(session, req.ctx, snapshot_id))
 
 
 # --- metadata ------------------------------------------------------------------------------
 def metadata_index(req: ApiRequest, snapshot_id: str) -> Reply:
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
         authorize(req.ctx, "volume:get_snapshot_metadata", snapshot)
         return Reply(200, {"metadata": snapshots_repo.metadata_of(snapshot)})
@@ -161,7 +161,7 @@ def metadata_replace(req: ApiRequest, snapshot_id: str) -> Reply:
 
 
 def metadata_show(req: ApiRequest, snapshot_id: str, key: str) -> Reply:
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         snapshot = _service(req).get(session, req.ctx, snapshot_id)
         authorize(req.ctx, "volume:get_snapshot_metadata", snapshot)
         meta = snapshots_repo.metadata_of(snapshot)

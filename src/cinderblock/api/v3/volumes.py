@@ -89,7 +89,7 @@ def _list_params(req: ApiRequest) -> tuple[ListParams, bool]:
 def _list(req: ApiRequest, detailed: bool) -> Reply:
     authorize(req.ctx, "volume:get_all")
     params, all_tenants = _list_params(req)
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         page = _service(req).list_page(session, req.ctx, params, all_tenants)
     if detailed:
         items = views.page_details(req, page)
@@ -112,7 +112,7 @@ def detail(req: ApiRequest) -> Reply:
 
 
 def show(req: ApiRequest, volume_id: str) -> Reply:
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         volume = _service(req).get(session, req.ctx, volume_id)
         authorize(req.ctx, "volume:get", volume)
         return Reply(200, {"volume": views.detail(req, volume)})
@@ -124,7 +124,7 @@ def summary(req: ApiRequest) -> Reply:
     authorize(req.ctx, "volume:get_all")
     params, all_tenants = _list_params(req)
     params.limit = None
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         volumes, _ = _service(req).list(session, req.ctx, params, all_tenants)
         body: dict[str, Any] = {
             "total_count": len(volumes),
@@ -211,7 +211,7 @@ def delete(req: ApiRequest, volume_id: str) -> Reply:
 
 def _authorize_on(req: ApiRequest, action: str, volume_id: str) -> None:
     """404 for a volume the caller cannot see, then the policy for action on it."""
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         authorize(req.ctx, action, _service(req).get(session, req.ctx, volume_id))
 
 
@@ -227,7 +227,7 @@ def _check_if_match(req: ApiRequest, metadata: dict[str, str]) -> None:
 
 
 def metadata_index(req: ApiRequest, volume_id: str) -> Reply:
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         volume = _service(req).get(session, req.ctx, volume_id)
         authorize(req.ctx, "volume:get_volume_metadata", volume)
         meta = volumes_repo.metadata_of(volume)
@@ -262,7 +262,7 @@ def metadata_replace(req: ApiRequest, volume_id: str) -> Reply:
 
 
 def metadata_show(req: ApiRequest, volume_id: str, key: str) -> Reply:
-    with req.deps.db.session() as session:
+    with req.deps.db.read() as session:
         volume = _service(req).get(session, req.ctx, volume_id)
         authorize(req.ctx, "volume:get_volume_metadata", volume)
         meta = volumes_repo.metadata_of(volume)
