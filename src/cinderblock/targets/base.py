@@ -208,7 +208,7 @@ def multipath_enforced(connector: Mapping[str, Any] | None) -> bool:
     value = connector.get("enforce_multipath") if connector else None
     if isinstance(value, str):
         return value.strip().lower() in ("true", "1", "yes", "on")
-    return value is True
+    return value is True or (type(value) is int and value == 1)
 
 
 def refuse_single_path(connector: Mapping[str, Any] | None, paths: list[str], hint: str) -> None:

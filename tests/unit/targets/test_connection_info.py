@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,26 @@ def test_iscsi_needs_an_initiator(tmp_path: Path, connector: dict[str, object]) 
         target.validate_connector(connector)
     assert info.value.kwargs == {"missing": "initiator"}
     assert info.value.code == 400
+
+
+@pytest.mark.parametrize("enforce", [True, "True", "yes", "1", 1])
+def test_enforced_multipath_needs_several_portals(tmp_path: Path, enforce: object) -> None:
+    conn = {"initiator": "iqn.x:y", "multipath": True, "enforce_multipath": enforce}
+    single = TgtTarget(TgtOptions(state_dir=str(tmp_path), ip="10.0.0.1"))
+    with pytest.raises(InvalidConnectorException, match=re.escape("path (10.0.0.1:3260)")) as info:
+        single.validate_connector(conn)
+    assert info.value.code == 400
+    multi = TgtTarget(TgtOptions(state_dir=str(tmp_path), secondary_ips=("10.0.1.1",)))
+    multi.validate_connector(conn)
+    with pytest.raises(InvalidConnectorException, match="NBD exports have no multipath"):
+        NbdTarget(NbdOptions(state_dir=str(tmp_path))).validate_connector(conn)
+
+
+@pytest.mark.parametrize("enforce", [False, "False", "no", None, 0, "maybe", [True]])
+def test_multipath_not_enforced(tmp_path: Path, enforce: object) -> None:
+    conn = {"initiator": "iqn.x:y", "multipath": True, "enforce_multipath": enforce}
+    TgtTarget(TgtOptions(state_dir=str(tmp_path))).validate_connector(conn)
+    NbdTarget(NbdOptions(state_dir=str(tmp_path))).validate_connector(conn)
 
 
 def test_iscsi_initialize_without_stored_credentials_says_why(tmp_path: Path) -> None:
