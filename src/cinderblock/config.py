@@ -159,6 +159,8 @@ def load_settings(
         raw = parser.get("oslo_policy", "policy_file", fallback="").strip() or "policy.yaml"
         policy_file = str(Path(path).absolute().parent / Path(raw).expanduser())
         _check_policy_file(policy_file)
+    transport_url = os.environ.get("CINDERBLOCK_TRANSPORT_URL") or default.get("transport_url", "")
+    _mask_secrets_in_logs(url, transport_url, keystone)
     return Settings(
         host=default.get("host") or socket.gethostname(),
         bind_host=default.get("bind_host", "127.0.0.1"),
@@ -176,8 +178,7 @@ def load_settings(
         message_ttl=get_int("message_ttl", 2592000),
         service_down_time=get_int("service_down_time", 60),
         report_interval=get_int("report_interval", 10),
-        transport_url=os.environ.get("CINDERBLOCK_TRANSPORT_URL")
-        or default.get("transport_url", ""),
+        transport_url=transport_url,
         rpc_workers=get_int("rpc_workers", 16),
         quota_volumes=get_int("quota_volumes", 10),
         quota_snapshots=get_int("quota_snapshots", 10),
@@ -189,6 +190,24 @@ def load_settings(
         policy_file=policy_file,
         backends=tuple(backends),
     )
+
+
+def _mask_secrets_in_logs(
+    database_url: str, transport_url: str, keystone: KeystoneAuthSettings | None
+) -> None:
+    """From here on no log record shows these passwords (see logmask.py)."""
+    import contextlib
+    from urllib.parse import urlsplit
+
+    from cinderblock import logmask
+
+    logmask.install()
+    for url in (database_url, *transport_url.split(",")):
+        # (not a URL: the patterns still mask user:password@ in it)
+        with contextlib.suppress(ValueError):
+            logmask.add_secret(urlsplit(url.strip()).password)
+    if keystone is not None:
+        logmask.add_secret(keystone.password)
 
 
 def _check_policy_file(path: str) -> None:
