@@ -28,6 +28,8 @@ POLICY = """\
 "volume:get": ""
 # messages are for admins only
 "message:get_all": "not role:member or rule:admin_api"
+# not even admins list every project's resources at once
+"volume:get_all_tenants": "!"
 """
 
 
@@ -115,6 +117,16 @@ def test_not_and_or_rules(clients: dict[str, Api]) -> None:
     assert clients["admin"].get("/messages").status_code == 200
 
 
+def test_all_tenants_can_be_taken_from_admins(clients: dict[str, Api]) -> None:
+    resp = _create(clients["builder"])
+    vid = clients["builder"].wait_volume(resp.json()["volume"]["id"])["id"]
+    listed = clients["admin"].get("/volumes/detail?all_tenants=1").json()["volumes"]
+    assert vid not in {v["id"] for v in listed}  # the admin's own project only
+    assert clients["admin"].get(f"/volumes/{vid}").status_code == 200  # lookups still work
+    attachments = clients["admin"].get("/attachments?all_tenants=1").json()["attachments"]
+    assert all(a["volume_id"] != vid for a in attachments)
+
+
 def test_the_default_policy_is_unchanged_elsewhere(cinder: RunningService) -> None:
     """Services in one process keep their own policies: the shared one has the defaults."""
     member = Api(cinder.url, uuid.uuid4().hex, user="demo")
@@ -125,6 +137,10 @@ def test_the_default_policy_is_unchanged_elsewhere(cinder: RunningService) -> No
         assert_fault(
             member.post(f"/volumes/{vid}/action", {"os-reset_status": {"status": "error"}}), 403
         )
+        admin = Api(cinder.url, uuid.uuid4().hex)
+        listed = admin.get("/volumes/detail?all_tenants=1").json()["volumes"]
+        assert vid in {v["id"] for v in listed}
+        admin.client.close()
         assert member.delete(f"/volumes/{vid}").status_code == 202
     finally:
         member.client.close()

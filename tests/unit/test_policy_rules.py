@@ -260,3 +260,10 @@ class _Request:
         self.headers = headers
         self.method = "GET"
         self.url = type("U", (), {"path": "/v3/volumes"})()
+
+
+def test_docs_list_every_rule_with_its_default() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "policy.md").read_text()
+    for name, default in DEFAULTS.items():
+        shown = f"`{default}`" if default else '`""`'
+        assert f"| `{name}` | {shown}" in doc, name

@@ -11,6 +11,7 @@ from cinderblock import exceptions as exc
 from cinderblock.api.framework import ApiRequest
 from cinderblock.api.validation import DB_MAX_INT, to_bool
 from cinderblock.db.query import ListParams
+from cinderblock.services import policy
 
 PAGING_KEYS = {"limit", "offset", "marker", "sort", "sort_key", "sort_dir", "with_count"}
 _TIME_OPS = ("gt", "gte", "lt", "lte", "eq", "neq")
@@ -136,7 +137,12 @@ def build_list_params(
         if key in PAGING_KEYS:
             continue
         if key == "all_tenants":
-            all_tenants = req.ctx.is_admin and to_bool_or_400(key, value)
+            # Admins only (the data layer's rule), and only if the policy lets them.
+            all_tenants = (
+                req.ctx.is_admin
+                and to_bool_or_400(key, value)
+                and policy.allowed(req.ctx, "volume:get_all_tenants")
+            )
             continue
         base = key[:-1] if key.endswith("~") else key
         if base in gated and not req.at_least(gated[base]):

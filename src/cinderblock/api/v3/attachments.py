@@ -16,7 +16,7 @@ from cinderblock.api.views import timestamp
 from cinderblock.db.models import VolumeAttachment
 from cinderblock.db.repo import attachments as attachments_repo
 from cinderblock.services.attachments import AttachmentService
-from cinderblock.services.policy import authorize
+from cinderblock.services.policy import allowed, authorize
 
 FILTERS = ("volume_id", "status", "instance_id", "attach_status")
 
@@ -123,7 +123,11 @@ def _list(req: ApiRequest, detailed: bool) -> Reply:
     authorize(req.ctx, "volume:attachment_get_all")
     filters = {k: v for k, v in req.query.items() if k in FILTERS}
     project = req.ctx.project_id
-    if req.ctx.is_admin and validation.to_bool(req.query.get("all_tenants", "false")):
+    if (
+        req.ctx.is_admin
+        and validation.to_bool(req.query.get("all_tenants", "false"))
+        and allowed(req.ctx, "volume:get_all_tenants")
+    ):
         project = None
     with req.deps.db.session() as session:
         rows = attachments_repo.list_(session, project, filters, parse_limit(req))
