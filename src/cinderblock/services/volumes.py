@@ -59,6 +59,14 @@ class VolumeService:
     def get(self, session: Session, ctx: RequestContext, volume_id: str) -> Volume:
         return volumes_repo.get(session, volume_id, scope(ctx))
 
+    def show_page(
+        self, session: Session, ctx: RequestContext, volume_id: str
+    ) -> volumes_repo.VolumePage:
+        page = volumes_repo.page_of_one(session, volume_id, scope(ctx))
+        if not page.rows:
+            raise exc.VolumeNotFound(volume_id=volume_id)
+        return page
+
     def list(
         self, session: Session, ctx: RequestContext, params: ListParams, all_tenants: bool
     ) -> tuple[list[Volume], int | None]:

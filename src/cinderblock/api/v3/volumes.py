@@ -113,9 +113,9 @@ def detail(req: ApiRequest) -> Reply:
 
 def show(req: ApiRequest, volume_id: str) -> Reply:
     with req.deps.db.read() as session:
-        volume = _service(req).get(session, req.ctx, volume_id)
-        authorize(req.ctx, "volume:get", volume)
-        return Reply(200, {"volume": views.detail(req, volume)})
+        page = _service(req).show_page(session, req.ctx, volume_id)
+    authorize(req.ctx, "volume:get", page.rows[0])
+    return Reply(200, {"volume": views.page_details(req, page)[0]})
 
 
 def summary(req: ApiRequest) -> Reply:

@@ -144,7 +144,19 @@ class VolumePage:
 
 def list_page(session: Session, project_id: str | None, params: ListParams) -> VolumePage:
     stmt, count = _page_statement(session, select(Volume.__table__), project_id, params)
-    rows = list(session.execute(stmt))
+    return _page_of_rows(session, list(session.execute(stmt)), count)
+
+
+def page_of_one(session: Session, volume_id: str, project_id: str | None) -> VolumePage:
+    """One volume the way list_page reads them (no ORM objects: show is polled hard);
+    no rows if it does not exist or belongs to another project."""
+    stmt = select(Volume.__table__).where(Volume.id == volume_id)
+    if project_id is not None:
+        stmt = stmt.where(Volume.project_id == project_id)
+    return _page_of_rows(session, list(session.execute(stmt)), None)
+
+
+def _page_of_rows(session: Session, rows: list[Any], count: int | None) -> VolumePage:
     metadata: dict[str, dict[str, str]] = {}
     admin: dict[str, dict[str, str]] = {}
     ids = [row.id for row in rows]
