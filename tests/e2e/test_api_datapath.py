@@ -1,5 +1,8 @@
 """The data path driven through the API only, as Nova drives it, against a private tgtd.
 
+(Also: a connector enforcing multipath is refused with one portal and served
+with two.)
+
 Attachments API: connect with a connector, write a pattern with a real
 initiator (qemu-io over libiscsi, CHAP from connection_info), delete the
 attachment (the target is gone, the initiator is refused), attach again (same
@@ -11,6 +14,7 @@ target; the last os-detach takes the target down.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,3 +122,35 @@ def test_legacy_actions_round_trip(service: DataPathService, tgtd: Tgtd) -> None
     assert data["target_iqn"] not in tgtd.show()
     refused(data, second["initiator"])
     assert file_has(service.volumes_dir / f"volume-{vol['id']}", 0, MiB, 0x3C)
+
+
+def test_enforced_multipath(service: DataPathService, tgtd: Tgtd, tmp_path: Path) -> None:
+    enforcing = {**connector(), "multipath": True, "enforce_multipath": True}
+    # One portal: refused with a 400, nobody let in.
+    vol = service.create_volume(1)
+    resp = action(service, vol["id"], "os-initialize_connection", {"connector": enforcing})
+    assert resp.status_code == 400, resp.text
+    assert "enforce_multipath" in resp.json()["badRequest"]["message"]
+    assert enforcing["initiator"] not in tgtd.show()
+
+    # Two portals: the multipath fields, and both paths serve the volume.
+    two = DataPathService(tmp_path, "iscsi", tgtd, extra="iscsi_secondary_ip_addresses = 127.0.0.2")
+    two.start()
+    try:
+        vol = two.create_volume(1)
+        info = two.initialize_connection(vol["id"], enforcing)
+        assert info["enforce_multipath"] is True
+        data = info["data"]
+        portals = [f"127.0.0.1:{tgtd.port}", f"127.0.0.2:{tgtd.port}"]
+        assert data["target_portals"] == portals
+        assert data["target_iqns"] == [data["target_iqn"]] * 2
+        assert data["target_luns"] == [1, 1]
+        initiator = enforcing["initiator"]
+        spec = image_opts(data, initiator, portal=portals[1])
+        assert_ok(qemu_io(spec, "write -P 0x2f 0 1M"))
+        assert_ok(qemu_io(image_opts(data, initiator), "read -P 0x2f 0 1M"))
+        body = {"connector": enforcing}
+        assert action(two, vol["id"], "os-terminate_connection", body).status_code == 202
+        assert "Target not found" in refused(data, initiator)
+    finally:
+        two.stop()

@@ -282,6 +282,7 @@ def test_initialize_and_terminate_connection(member_api: Api, cinder: RunningSer
     for key in ("qos_specs", "encrypted", "cacheable", "discard"):
         assert key in data, key
     assert "attachment_id" not in info  # the legacy shape is nested, not flattened
+    assert info["enforce_multipath"] is False  # the connector's flag, echoed by the API
     assert allowed_hosts(cinder, vol["id"]) == {"c-9"}
     # No status change: a connection is not an attachment.
     assert status(member_api, vol["id"]) == "available"
@@ -364,6 +365,7 @@ def test_multipath_without_enforcing_it_connects(
     conn = {**connector(), **extra}
     resp = act(api, vol["id"], "os-initialize_connection", {"connector": conn})
     assert resp.status_code == 200, resp.text
+    assert resp.json()["connection_info"]["enforce_multipath"] is False
     assert allowed_hosts(cinder, vol["id"]) == {"compute-1"}
 
 

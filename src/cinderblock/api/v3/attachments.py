@@ -212,6 +212,8 @@ def _initialize_connection(req: ApiRequest, volume_id: str, body: dict[str, Any]
     validate(schemas.initialize_connection, body)
     connector = _connector(body["os-initialize_connection"]["connector"]) or {}
     info = _service(req).initialize_connection(req.ctx, volume_id, connector)
+    # Cinder's API echoes the connector's flag at the top level, for the host's os-brick.
+    info["enforce_multipath"] = connector.get("enforce_multipath", False)
     return Reply(200, {"connection_info": info})
 
 
