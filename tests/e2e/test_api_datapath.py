@@ -1,14 +1,12 @@
 """The data path driven through the API only, as Nova drives it, against a private tgtd.
 
-(Also: a connector enforcing multipath is refused with one portal and served
-with two.)
-
 Attachments API: connect with a connector, write a pattern with a real
 initiator (qemu-io over libiscsi, CHAP from connection_info), delete the
 attachment (the target is gone, the initiator is refused), attach again (same
 CHAP credentials) and read the bytes back; they are in the volume file too.
 Legacy actions: os-terminate_connection shuts one host out but keeps the
-target; the last os-detach takes the target down.
+target; the last os-detach takes the target down. A connector enforcing
+multipath is refused with one portal and served with two.
 """
 
 from __future__ import annotations
