@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Run bench/api_bench.py against a distributed cinderblock started just for the run.
+
+Creates a fresh PostgreSQL database and a fresh RabbitMQ virtual host, runs
+``cinderblock db upgrade``, then starts separate ``cinderblock volume``,
+``cinderblock scheduler`` and ``cinderblock api`` processes (one each;
+``--scheduler-processes`` for more schedulers) sharing them, waits until the
+API answers and the scheduler reports the pool, runs the benchmark, stops everything
+and drops the database and the vhost.
+
+    python bench/distributed_bench.py --scenarios create_latency,create_throughput
+    python bench/distributed_bench.py --driver file --json dist.json
+
+Needs PostgreSQL (``--pg``, default postgresql+psycopg://postgres@127.0.0.1:5432/test,
+a user allowed to create databases) and RabbitMQ on this machine (``rabbitmqctl`` on
+PATH; guest/guest on 127.0.0.1:5672). Every api_bench option except --endpoint is
+accepted (see --help).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+import api_bench
+from embedded import (
+    BACKEND,
+    DRIVERS,
+    EXIT_SERVER_FAILED,
+    Server,
+    free_port,
+    render_config,
+    server_command,
+)
+
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@contextlib.contextmanager
+def private_vhost(tag: str) -> Iterator[str]:
+    vhost = f"cb-bench-{tag}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"rabbit://guest:guest@127.0.0.1:5672/{vhost}"
+    finally:
+        with contextlib.suppress(Exception):
+            _rabbitmqctl("delete_vhost", vhost)
+
+
+@contextlib.contextmanager
+def private_database(admin_url: str, tag: str) -> Iterator[str]:
+    name = f"cb_bench_{tag}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
+
+
+def wait_pool(base: str, project: str, pool: str, timeout: float) -> bool:
+    """Until GET /scheduler-stats/get_pools lists `pool` (the scheduler has its stats)."""
+    deadline = time.monotonic() + timeout
+    headers = {"X-Auth-Token": f"admin:{project}"}
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            resp = httpx.get(
+                f"{base}/v3/{project}/scheduler-stats/get_pools", headers=headers, timeout=2
+            )
+            if pool in {p["name"] for p in resp.json().get("pools", [])}:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Start a throwaway distributed cinderblock (PostgreSQL + RabbitMQ, "
+        "separate api/scheduler/volume processes) and run api_bench against it.",
+        formatter_class=api_bench.HelpFormatter,
+    )
+    parser.add_argument("--driver", choices=DRIVERS, default="memory", help="volume_driver")
+    parser.add_argument("--project", help="project id to use (default: a random hex id)")
+    parser.add_argument("--pg", default=PG_DEFAULT, help="PostgreSQL admin URL")
+    parser.add_argument(
+        "--scheduler-processes", type=int, default=1, help="cinderblock scheduler count"
+    )
+    parser.add_argument(
+        "--startup-timeout", type=float, default=60.0, help="seconds to wait for readiness"
+    )
+    parser.add_argument(
+        "--keep-tmp", action="store_true", help="keep the temporary directory (config, logs)"
+    )
+    api_bench.add_bench_arguments(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        api_bench.params_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    project = args.project or uuid.uuid4().hex
+    tag = uuid.uuid4().hex[:10]
+    workdir = Path(tempfile.mkdtemp(prefix="cinderblock-dist-bench-"))
+    (workdir / "volumes").mkdir()
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    prefix, env = server_command(None)
+    status = api_bench.EXIT_FAILED
+    servers: list[Server] = []
+    with (
+        private_vhost(tag) as transport_url,
+        private_database(args.pg, tag) as db_url,
+    ):
+        config = workdir / "cinderblock.conf"
+        config.write_text(
+            render_config(
+                workdir,
+                port,
+                args.driver,
+                [("DEFAULT", "transport_url", transport_url), ("database", "connection", db_url)],
+            ),
+            encoding="utf-8",
+        )
+        subprocess.run(
+            [*prefix, "--config", str(config), "db", "upgrade"],
+            check=True,
+            capture_output=True,
+            env=env or None,
+            timeout=120,
+        )
+        roles = ["volume", *["scheduler"] * args.scheduler_processes, "api"]
+        try:
+            for i, role in enumerate(roles):
+                argv_role = [*prefix, role, "--config", str(config), "--no-migrate"]
+                print(f"starting: {shlex.join(argv_role)}")
+                logdir = workdir / f"{i}-{role}"
+                logdir.mkdir()
+                servers.append(Server(argv_role, env, logdir))
+            started = time.perf_counter()
+            problem = servers[-1].wait_ready(f"{base}/", args.startup_timeout)
+            pool = f"bench-host@{BACKEND}#{BACKEND}"
+            if problem is None and not wait_pool(base, project, pool, args.startup_timeout):
+                problem = f"the scheduler never reported {pool}"
+            if problem is not None:
+                for server in servers:
+                    server.print_logs(f"distributed cinderblock failed to start: {problem}")
+                status = EXIT_SERVER_FAILED
+                return status
+            print(f"ready on {base} after {time.perf_counter() - started:.2f}s")
+            extra = {
+                "distributed": {
+                    "driver": args.driver,
+                    "roles": roles,
+                    "config": config.read_text(encoding="utf-8"),
+                }
+            }
+            status = api_bench.execute(args, f"{base}/v3", project, extra=extra)
+            if status != api_bench.EXIT_OK:
+                for server in servers:
+                    server.print_logs(f"benchmark status {status}; log tail")
+            return status
+        finally:
+            for server in reversed(servers):
+                server.stop()
+            if args.keep_tmp or status != api_bench.EXIT_OK:
+                print(f"kept {workdir} (config, logs)")
+            else:
+                shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
