@@ -10,7 +10,9 @@ the attachments API handed out. Then:
   re-creates the target with the same IQN, CHAP account and the attached
   host's ACL entry before anyone calls the API, so the host logs in again
   with the credentials it already had;
-* the same with ``tgt_manage_daemon = true``: the service starts tgtd itself.
+* the same with ``tgt_manage_daemon = true``: the service starts tgtd itself;
+* tgtd dies under a running service with ``tgt_manage_daemon = true``: the
+  service's watcher starts it again and puts the export back, no API call.
 """
 
 from __future__ import annotations
@@ -149,5 +151,31 @@ def test_service_and_tgtd_killed_managed_daemon(tgtd: Tgtd, tmp_path: Path) -> N
         service.start()  # starts tgtd on the configured control port and portal
         wait_exported(tgtd, att["connection_info"]["target_iqn"], conn["initiator"])
         check_after_restart(service, vol, att, conn)
+    finally:
+        service.stop()
+
+
+def test_tgtd_killed_under_a_running_service_is_supervised(tgtd: Tgtd, tmp_path: Path) -> None:
+    extra = "tgt_manage_daemon = true\ntgt_supervise_interval = 0.5"
+    service = DataPathService(tmp_path / "svc", "iscsi", tgtd, extra=extra)
+    service.start()
+    try:
+        vol, att, conn = attached_volume(service)
+        data = att["connection_info"]
+        tgtd.kill9()
+        # No API call: the service starts tgtd again and puts the export back.
+        wait_exported(tgtd, data["target_iqn"], conn["initiator"])
+        assert_ok(qemu_io(image_opts(data, conn["initiator"]), "read -P 0x6b 0 4M"))
+        check_after_restart(service, vol, att, conn)
+        # A detached volume is not put back: the watcher forgets what was removed.
+        assert service.request("DELETE", f"/attachments/{att['id']}").status_code == 200
+        _shutdown(tgtd.control_port)  # replace the service's tgtd with a fresh one
+        deadline = time.monotonic() + 10
+        while _answers(tgtd.control_port):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        tgtd.start()
+        time.sleep(2)  # four supervision rounds
+        assert data["target_iqn"] not in tgtd.show()
     finally:
         service.stop()

@@ -65,6 +65,7 @@ from cinderblock.targets.tgtshow import (
     parse_targets,
     portal_serves,
 )
+from cinderblock.targets.tgtwatch import Watcher
 
 LOG = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ class TgtOptions:
     backing_store_flags: str = ""
     target_params: tuple[tuple[str, str], ...] = DEFAULT_PARAMS
     timeout: float = process.DEFAULT_TIMEOUT
+    supervise_interval: float = 10.0  # with manage_daemon; 0: no supervision
 
     @classmethod
     def from_config(cls, config: BackendConfig, state_root: str) -> TgtOptions:
@@ -129,7 +131,10 @@ class TgtOptions:
                 config.name, config.get_str("tgt_target_params", DEFAULT_TARGET_PARAMS)
             ),
             timeout=config.get_float("target_command_timeout", process.DEFAULT_TIMEOUT),
+            supervise_interval=config.get_float("tgt_supervise_interval", 10.0),
         )
+        if not options.supervise_interval >= 0:
+            raise ValueError(f"[{config.name}] tgt_supervise_interval must be 0 or more seconds")
         if not options.prefix or any(c.isspace() for c in options.prefix):
             raise ValueError(f"[{config.name}] iscsi_target_prefix must be a non-empty IQN prefix")
         if not 0 < options.port < 65536:
@@ -172,6 +177,8 @@ class TgtTarget(Target):
     def __init__(self, options: TgtOptions) -> None:
         self.options = options
         self._lock = threading.RLock()
+        interval = options.supervise_interval if options.manage_daemon else 0.0
+        self.watcher = Watcher(self, interval)
 
     @classmethod
     def from_config(cls, config: BackendConfig, state_root: str) -> TgtTarget:
@@ -299,6 +306,7 @@ class TgtTarget(Target):
         creds = Credentials.parse(ref.provider_auth, "CHAP") or new_chap_credentials()
         with self._lock:
             export, _ = self._export(ref, creds)
+            self.watcher.track(ref, creds)
         return export
 
     def _export(self, ref: ExportRef, creds: Credentials) -> tuple[Export, TargetInfo]:
@@ -408,6 +416,7 @@ class TgtTarget(Target):
 
     def remove_export(self, ref: ExportRef) -> None:
         with self._lock:
+            self.watcher.forget(ref.name)
             try:
                 targets = self._targets()
             except TargetDaemonDown as exc:
@@ -471,19 +480,24 @@ class TgtTarget(Target):
             )
         with self._lock:
             _, info = self._export(ref, creds)  # recreates the target if tgtd lost it
-            if initiator not in info.acl_names:
-                self._adm_ok(
-                    "--op",
-                    "bind",
-                    "--mode",
-                    "target",
-                    "--tid",
-                    str(info.tid),
-                    "--initiator-name",
-                    initiator,
-                    ok_if=("already exists",),
-                )
+            self._allow(info, initiator)
+            self.watcher.track(ref, creds)
+            self.watcher.allow(ref.name, initiator)
         return self.connection_info(ref, creds)
+
+    def _allow(self, info: TargetInfo, initiator: str) -> None:
+        if initiator not in info.acl_names:
+            self._adm_ok(
+                "--op",
+                "bind",
+                "--mode",
+                "target",
+                "--tid",
+                str(info.tid),
+                "--initiator-name",
+                initiator,
+                ok_if=("already exists",),
+            )
 
     def connection_info(self, ref: ExportRef, creds: Credentials) -> dict[str, Any]:
         iqn = self.iqn_for(ref.name)
@@ -510,6 +524,7 @@ class TgtTarget(Target):
     def terminate_connection(self, ref: ExportRef, connector: Connector | None) -> None:
         initiator = connector_str(connector, "initiator")
         with self._lock:
+            self.watcher.deny(ref.name, initiator)
             try:
                 info = self._targets().get(self.iqn_for(ref.name))
             except TargetDaemonDown:

@@ -47,6 +47,7 @@ def test_iscsi_options(tmp_path: Path) -> None:
     assert target.portals == ["10.0.0.1:3261", "10.0.1.1:3261", "[fd00::1]:3261"]
     assert target.options.manage_daemon and target.options.control_port == 7
     assert target.options.state_dir == "/var/lib/cb/tgt"
+    assert target.options.supervise_interval == 10.0  # a managed tgtd is supervised
     assert target.iqn_for("snapshot-9") == "iqn.2024-01.org.example:snapshot-9"
 
 
@@ -88,6 +89,8 @@ def test_nbd_options(tmp_path: Path) -> None:
         ({"tgt_control_port": "40000"}, "tgt_control_port must be 0-32767"),
         ({"tgt_manage_daemon": "maybe"}, "tgt_manage_daemon must be a boolean"),
         ({"tgt_backing_store_flags": "fast"}, "tgt_backing_store_flags"),
+        ({"tgt_supervise_interval": "-1"}, "tgt_supervise_interval must be 0 or more"),
+        ({"tgt_supervise_interval": "nan"}, "tgt_supervise_interval must be 0 or more"),
         ({"iscsi_target_prefix": "iqn x:"}, "iscsi_target_prefix"),
         ({"tgt_target_params": "MaxBurstLength"}, "tgt_target_params must be Name=value"),
         ({"tgt_target_params": "A=1,,B=2"}, "tgt_target_params must be Name=value"),
