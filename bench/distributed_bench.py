@@ -4,7 +4,8 @@
 Creates a fresh PostgreSQL database and a fresh RabbitMQ virtual host, runs
 ``cinderblock db upgrade``, then starts separate ``cinderblock volume``,
 ``cinderblock scheduler`` and ``cinderblock api`` processes (one each;
-``--scheduler-processes`` for more schedulers) sharing them, waits until the
+``--scheduler-processes`` for more schedulers, ``--api-processes`` for more API
+processes sharing one port with ``--reuse-port``) sharing them, waits until the
 API answers and the scheduler reports the pool, runs the benchmark, stops everything
 and drops the database and the vhost.
 
@@ -106,6 +107,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--scheduler-processes", type=int, default=1, help="cinderblock scheduler count"
     )
     parser.add_argument(
+        "--api-processes",
+        type=int,
+        default=1,
+        help="cinderblock api count; more than one share the port (--reuse-port)",
+    )
+    parser.add_argument(
         "--startup-timeout", type=float, default=60.0, help="seconds to wait for readiness"
     )
     parser.add_argument(
@@ -152,16 +159,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             env=env or None,
             timeout=120,
         )
-        roles = ["volume", *["scheduler"] * args.scheduler_processes, "api"]
+        roles = [
+            "volume",
+            *["scheduler"] * args.scheduler_processes,
+            *["api"] * args.api_processes,
+        ]
         try:
             for i, role in enumerate(roles):
                 argv_role = [*prefix, role, "--config", str(config), "--no-migrate"]
+                if role == "api" and args.api_processes > 1:
+                    argv_role.append("--reuse-port")
                 print(f"starting: {shlex.join(argv_role)}")
                 logdir = workdir / f"{i}-{role}"
                 logdir.mkdir()
                 servers.append(Server(argv_role, env, logdir))
             started = time.perf_counter()
-            problem = servers[-1].wait_ready(f"{base}/", args.startup_timeout)
+            problem = None
+            for server in servers[-args.api_processes :]:  # each answers, or exits
+                problem = problem or server.wait_ready(f"{base}/", args.startup_timeout)
             pool = f"bench-host@{BACKEND}#{BACKEND}"
             if problem is None and not wait_pool(base, project, pool, args.startup_timeout):
                 problem = f"the scheduler never reported {pool}"

@@ -98,6 +98,18 @@ def queue_depths(transport_url: str) -> dict[str, int]:
     return depths
 
 
+def queue_consumers(transport_url: str) -> dict[str, int]:
+    """Consumers per queue of the URL's vhost."""
+    vhost = transport_url.rsplit("/", 1)[1]
+    out = rabbitmqctl("list_queues", "-q", "--no-table-headers", "-p", vhost, "name", "consumers")
+    found = {}
+    for line in out.splitlines():
+        name, _, count = line.strip().rpartition("\t")
+        if name:
+            found[name] = int(count)
+    return found
+
+
 @contextlib.contextmanager
 def private_database(tag: str) -> Iterator[str]:
     """A fresh PostgreSQL database; its URL is yielded and it is dropped afterwards."""
@@ -176,10 +188,10 @@ class Cluster:
         )
         return path
 
-    def start(self, name: str, role: str, config: Path) -> None:
+    def start(self, name: str, role: str, config: Path, *extra: str) -> None:
         log = (self.directory / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
-            [*CINDERBLOCK, role, "--config", str(config), "--no-migrate"],
+            [*CINDERBLOCK, role, "--config", str(config), "--no-migrate", *extra],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -20,8 +20,10 @@ from .cluster import (
     Cluster,
     create_type,
     create_volume,
+    free_port,
     rabbit_available,
     running_cluster,
+    server_answers,
     volume_services,
 )
 from .cluster import volume as _status
@@ -155,3 +157,25 @@ def test_two_api_processes_let_exactly_one_conflicting_request_win(cluster: Clus
     # The losers get a clean refusal: 400 (wrong status), or 404 once the winning
     # delete has removed the volume.
     assert all(code in (202, 400, 404) for code in results), results
+
+
+def test_api_processes_can_share_one_port(cluster: Cluster) -> None:
+    port = free_port()
+    names = ["shared0", "shared1"]
+    for name in names:
+        config = cluster.config(name, "apihost", {}, port)
+        cluster.start(name, "api", config, "--reuse-port")
+    try:
+        cluster.wait(lambda: server_answers(f"http://127.0.0.1:{port}"), 60, "the shared port")
+        time.sleep(2)  # both have started (or one has died: checked next)
+        assert all(cluster.processes[n].poll() is None for n in names), cluster.logs()
+        cluster.kill("shared0")
+        # The survivor keeps serving the port: new connections all reach it.
+        with cluster.client(port) as client:
+            for _ in range(5):
+                volume_id = _create(client, "mem")
+                _wait_status(cluster, client, volume_id, "available")
+    finally:
+        for name in names:
+            if name in cluster.processes:
+                cluster.kill(name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 import threading
 
@@ -59,13 +60,24 @@ def _is_loopback(host: str) -> bool:
 def _run_api(service: object, settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
-    uvicorn.run(
+    config = uvicorn.Config(
         service.app,  # type: ignore[attr-defined]
         host=settings.bind_host,
         port=settings.bind_port,
         log_level=args.log_level.lower(),
         access_log=args.access_log,
     )
+    if not getattr(args, "reuse_port", False):
+        uvicorn.Server(config).run()
+        return
+    # Several `cinderblock api` processes on one address: the kernel spreads new
+    # connections over them (one Python process is bound to one core by its GIL).
+    family = socket.AF_INET6 if ":" in settings.bind_host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((settings.bind_host, settings.bind_port))
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -188,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
                 "--allow-insecure-noauth",
                 action="store_true",
                 help="let noauth listen on a non-loopback address",
+            )
+            cmd.add_argument(
+                "--reuse-port",
+                action="store_true",
+                help="share the address with other `cinderblock api --reuse-port` processes "
+                "(SO_REUSEPORT: the kernel balances connections between them)",
             )
         cmd.set_defaults(func=_role(role))
     db = sub.add_parser("db", help="database maintenance")
