@@ -251,7 +251,7 @@ class NbdTarget(Target):
 
     def ensure_export(self, ref: ExportRef) -> Export:
         creds = self._credentials(ref)
-        path = os.path.realpath(ref.path)
+        path = self._source(ref)
         with self._locked():
             record = self._load(ref.name)
             pid = self._pid(ref.name)
@@ -274,6 +274,13 @@ class NbdTarget(Target):
             self._save(record)
             return self._export_of(record, creds)
 
+    def _source(self, ref: ExportRef) -> str:
+        """What qemu-nbd opens: the file's real path (subclasses export other sources)."""
+        return os.path.realpath(ref.path)
+
+    def _source_exists(self, source: str) -> bool:
+        return os.path.exists(source)
+
     def _export_of(self, record: _Record, creds: Credentials | None) -> Export:
         location = location_of(record.host, record.port, record.name)
         return Export(location, str(creds) if creds else None)
@@ -281,7 +288,7 @@ class NbdTarget(Target):
     def _start(
         self, ref: ExportRef, path: str, creds: Credentials | None, preferred: int | None
     ) -> _Record:
-        if not os.path.exists(path):
+        if not self._source_exists(path):
             raise TargetError(f"cannot export {ref.name}: {ref.path} does not exist")
         size = _size_of(path)  # before qemu-nbd reads it: a later growth shows as a change
         qemu_nbd = process.find_tool("qemu-nbd", "qemu-utils")
