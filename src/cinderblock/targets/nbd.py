@@ -262,7 +262,7 @@ class NbdTarget(Target):
                 port=record.port if record else 0,
                 read_only=ref.read_only,
                 tls_identity=creds.username if creds else None,
-                size=_size_of(path),
+                size=self._source_size(path),
             )
             if pid is not None and record == wanted:
                 return self._export_of(record, creds)
@@ -281,6 +281,10 @@ class NbdTarget(Target):
     def _source_exists(self, source: str) -> bool:
         return os.path.exists(source)
 
+    def _source_size(self, source: str) -> int:
+        """The source's size now; a change (in-use extend) restarts qemu-nbd."""
+        return _size_of(source)
+
     def _export_of(self, record: _Record, creds: Credentials | None) -> Export:
         location = location_of(record.host, record.port, record.name)
         return Export(location, str(creds) if creds else None)
@@ -290,7 +294,7 @@ class NbdTarget(Target):
     ) -> _Record:
         if not self._source_exists(path):
             raise TargetError(f"cannot export {ref.name}: {ref.path} does not exist")
-        size = _size_of(path)  # before qemu-nbd reads it: a later growth shows as a change
+        size = self._source_size(path)  # before qemu-nbd reads it: a later growth shows as a change
         qemu_nbd = process.find_tool("qemu-nbd", "qemu-utils")
         pid_file = self._file(ref.name, ".pid")
         process.wait_exiting(process.read_pid(pid_file))  # a killed server frees its port
