@@ -151,7 +151,9 @@ class AttachmentService:
                     session, volume_id, {"status": [VolumeStatus.IN_USE, VolumeStatus.RESERVED]}, {}
                 )
             if not won:
-                session.refresh(volume)
+                # Re-read for the message: a racing delete may have removed the row (404).
+                session.expire(volume)
+                volume = volumes_repo.get(session, volume_id, scope(ctx))
                 statuses = (
                     [VolumeStatus.AVAILABLE, VolumeStatus.IN_USE, VolumeStatus.DOWNLOADING]
                     if volume.multiattach
