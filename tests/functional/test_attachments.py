@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from cbhelpers import UNKNOWN_ID, assert_fault, backend_type, mem_volume
 
 from conftest import Api, RunningService
@@ -104,19 +103,20 @@ def attach(api: Api, volume_id: str, host: str = "compute-1", **fields: Any) -> 
 
 
 def multiattach_volume(api: Api, cinder: RunningService) -> dict[str, Any]:
-    """A multiattach volume on the memory backend.
-
-    A type with multiattach="<is> True" cannot be scheduled there (the memory pool
-    reports multiattach False, so the capabilities filter refuses it), so the volume
-    row is flagged the way a create from such a type flags it.
-    """
-    vol = mem_volume(api)
-    with cinder.service.db.session() as session:
-        session.execute(
-            sa.text("UPDATE volumes SET multiattach = :t WHERE id = :id"),
-            {"t": True, "id": vol["id"]},
-        )
-    vol = volume(api, vol["id"])
+    """A volume of a multiattach type (multiattach="<is> True") on the memory backend."""
+    mem = backend_type(api, "mem")
+    resp = api.post(
+        "/types",
+        {
+            "volume_type": {
+                "name": f"cbt-multi-{uuid.uuid4().hex[:8]}",
+                "extra_specs": {**mem["extra_specs"], "multiattach": "<is> True"},
+            }
+        },
+    )
+    assert resp.status_code == 200, resp.text
+    vol = api.create_volume(volume_type=resp.json()["volume_type"]["name"])
+    assert vol["status"] == "available", vol
     assert vol["multiattach"] is True
     return vol
 

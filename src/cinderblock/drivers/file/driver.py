@@ -215,7 +215,8 @@ class FileDriver(
                     "thick_provisioning_support": False,
                     "reflink_support": self.reflink_supported,
                     "QoS_support": False,
-                    "multiattach": False,
+                    # tgt serves one target to several initiators (one ACL entry each)
+                    "multiattach": True,
                 }
             ],
         }

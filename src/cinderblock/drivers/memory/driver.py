@@ -267,7 +267,8 @@ class MemoryDriver(
                         "thin_provisioning_support": True,
                         "thick_provisioning_support": False,
                         "QoS_support": False,
-                        "multiattach": False,
+                        # the export stand-in keeps one ACL entry per host
+                    "multiattach": True,
                     }
                 ],
             }
