@@ -6,7 +6,8 @@ attachment (the target is gone, the initiator is refused), attach again (same
 CHAP credentials) and read the bytes back; they are in the volume file too.
 Legacy actions: os-terminate_connection shuts one host out but keeps the
 target; the last os-detach takes the target down. A connector enforcing
-multipath is refused with one portal and served with two.
+multipath is refused with one portal and served with two. A multiattach volume
+serves two hosts at once, each with its own ACL entry.
 """
 
 from __future__ import annotations
@@ -152,3 +153,35 @@ def test_enforced_multipath(service: DataPathService, tgtd: Tgtd, tmp_path: Path
         assert "Target not found" in refused(data, initiator)
     finally:
         two.stop()
+
+
+def test_multiattach_serves_two_hosts(service: DataPathService, tgtd: Tgtd) -> None:
+    resp = service.request(
+        "POST",
+        "/types",
+        {"volume_type": {"name": "dp-multi", "extra_specs": {"multiattach": "<is> True"}}},
+    )
+    assert resp.status_code == 200, resp.text
+    resp = service.request("POST", "/volumes", {"volume": {"size": 1, "volume_type": "dp-multi"}})
+    assert resp.status_code == 202, resp.text
+    vol = service.wait_volume(resp.json()["volume"]["id"], "available")
+    assert vol["multiattach"] is True
+    host_a, host_b = connector(), connector()
+    att_a = service.attach(vol["id"], host_a)
+    att_b = service.attach(vol["id"], host_b)
+    data_a, data_b = att_a["connection_info"], att_b["connection_info"]
+    assert data_a["target_iqn"] == data_b["target_iqn"]
+    # What one host writes, the other reads.
+    assert_ok(qemu_io(image_opts(data_a, host_a["initiator"]), "write -P 0x6d 0 1M"))
+    assert_ok(qemu_io(image_opts(data_b, host_b["initiator"]), "read -P 0x6d 0 1M"))
+    assert len(service.volume(vol["id"])["attachments"]) == 2
+
+    # Detaching host A shuts only A out; the volume stays in-use for B.
+    assert service.request("DELETE", f"/attachments/{att_a['id']}").status_code == 200
+    assert service.volume(vol["id"])["status"] == "in-use"
+    assert "Target not found" in refused(data_a, host_a["initiator"])
+    assert_ok(qemu_io(image_opts(data_b, host_b["initiator"]), "read -P 0x6d 0 1M"))
+
+    assert service.request("DELETE", f"/attachments/{att_b['id']}").status_code == 200
+    assert service.volume(vol["id"])["status"] == "available"
+    assert data_b["target_iqn"] not in tgtd.show()
