@@ -12,7 +12,9 @@ the attachments API handed out. Then:
   with the credentials it already had;
 * the same with ``tgt_manage_daemon = true``: the service starts tgtd itself;
 * tgtd dies under a running service with ``tgt_manage_daemon = true``: the
-  service's watcher starts it again and puts the export back, no API call.
+  service's watcher starts it again and puts the export back, no API call;
+* tgtd is restarted by someone else (systemd) under a running service that does
+  not manage it: the watcher puts the export back into the new tgtd.
 """
 
 from __future__ import annotations
@@ -177,5 +179,22 @@ def test_tgtd_killed_under_a_running_service_is_supervised(tgtd: Tgtd, tmp_path:
         tgtd.start()
         time.sleep(2)  # four supervision rounds
         assert data["target_iqn"] not in tgtd.show()
+    finally:
+        service.stop()
+
+
+def test_tgtd_restarted_by_the_system_under_a_running_service(tgtd: Tgtd, tmp_path: Path) -> None:
+    service = DataPathService(tmp_path / "svc", "iscsi", tgtd, extra="tgt_supervise_interval = 0.5")
+    service.start()
+    try:
+        vol, att, conn = attached_volume(service)
+        data = att["connection_info"]
+        tgtd.kill9()
+        time.sleep(1)  # the watcher finds no tgtd and, not managing it, waits
+        assert not _answers(tgtd.control_port)
+        tgtd.start()  # what systemd's restart would do: an empty tgtd
+        wait_exported(tgtd, data["target_iqn"], conn["initiator"])
+        assert_ok(qemu_io(image_opts(data, conn["initiator"]), "read -P 0x6b 0 4M"))
+        check_after_restart(service, vol, att, conn)
     finally:
         service.stop()

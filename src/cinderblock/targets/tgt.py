@@ -29,7 +29,7 @@ Options: iscsi_target_prefix, target_ip_address, target_port,
 iscsi_secondary_ip_addresses, tgt_manage_daemon, tgt_control_port,
 tgt_state_dir, tgt_backing_store_flags, tgt_target_params (iSCSI login
 parameters for new targets, "none" for tgt's defaults), target_command_timeout,
-tgt_supervise_interval (seconds between checks of a managed tgtd; see tgtwatch);
+tgt_supervise_interval (seconds between checks of tgtd; see tgtwatch);
 parsed in tgtconfig.
 """
 
@@ -104,8 +104,9 @@ class TgtTarget(Target):
     def __init__(self, options: TgtOptions) -> None:
         self.options = options
         self._lock = threading.RLock()
-        interval = options.supervise_interval if options.manage_daemon else 0.0
-        self.watcher = Watcher(self, interval)
+        # Watched whether or not we manage tgtd: a tgtd restarted by systemd loses
+        # every target too.
+        self.watcher = Watcher(self, options.supervise_interval)
 
     @classmethod
     def from_config(cls, config: BackendConfig, state_root: str) -> TgtTarget:

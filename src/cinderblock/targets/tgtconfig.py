@@ -47,7 +47,7 @@ class TgtOptions:
     backing_store_flags: str = ""
     target_params: tuple[tuple[str, str], ...] = DEFAULT_PARAMS
     timeout: float = process.DEFAULT_TIMEOUT
-    supervise_interval: float = 10.0  # with manage_daemon; 0: no supervision
+    supervise_interval: float = 10.0  # 0: no supervision
 
     @classmethod
     def from_config(cls, config: BackendConfig, state_root: str) -> TgtOptions:

@@ -1,10 +1,11 @@
-"""Supervising tgtd while the service runs (``tgt_manage_daemon = true``).
+"""Supervising tgtd while the service runs.
 
 tgtd keeps its targets in memory only. At start-up the volume service exports
 its attached volumes again from the database (ensure_export plus each
 attachment's connector); while it runs, this watcher looks at tgtd every
-``tgt_supervise_interval`` seconds. When tgtd died (it is started again: the
-target starts a managed daemon on demand) or restarted, every export this
+``tgt_supervise_interval`` seconds. When tgtd died (with ``tgt_manage_daemon``
+it is started again here; otherwise the watcher waits until the system's tgtd is
+back) or restarted, every export this
 process made is re-created with the same IQN, CHAP account and initiator
 ACLs, so attached hosts log in again without anyone calling the API.
 
