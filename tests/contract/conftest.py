@@ -24,6 +24,7 @@ from cinderblock.drivers.config import BackendConfig
 from cinderblock.drivers.file.driver import FileDriver
 from cinderblock.drivers.memory.driver import MemoryDriver
 from cinderblock.drivers.registry import load_driver
+from contract.ceph_cluster import RbdProbe, ceph_cluster  # noqa: F401 - fixture for rbd
 
 
 class DataProbe(Protocol):
@@ -153,8 +154,27 @@ def make_backend(kind: str, tmp_path: Path, **options: str) -> Backend:
     return Backend(kind, driver, MemoryProbe(driver), _COMMON | {"export"})
 
 
-@pytest.fixture(params=["memory", "file"])
+@pytest.fixture(params=["memory", "file", "rbd"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "rbd":  # a real Ceph cluster; each test in a fresh RBD namespace
+        cluster = request.getfixturevalue("ceph_cluster")
+        namespace = cluster.new_namespace()
+        config = BackendConfig(
+            name="rbd1",
+            volume_driver="rbd",
+            volume_backend_name="rbd1",
+            options=cluster.driver_options(namespace),
+        )
+        driver = load_driver(config, "host@rbd1")
+        driver.do_setup()
+        driver.check_for_setup_error()
+        probe = RbdProbe(cluster, namespace)
+        try:
+            yield Backend("rbd", driver, probe, _COMMON | {"export"})
+        finally:
+            probe.close()
+            driver.cluster.close()
+        return
     yield make_backend(request.param, tmp_path)
 
 

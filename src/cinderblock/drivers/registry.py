@@ -11,6 +11,7 @@ from cinderblock.drivers.config import BackendConfig
 _SHORT_NAMES = {
     "file": "cinderblock.drivers.file.driver:FileDriver",
     "memory": "cinderblock.drivers.memory.driver:MemoryDriver",
+    "rbd": "cinderblock.drivers.rbd.driver:RbdDriver",
 }
 
 
