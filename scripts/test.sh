@@ -17,6 +17,10 @@ command -v filefrag >/dev/null 2>&1 || need_pkgs+=(e2fsprogs)
 command -v tgtd >/dev/null 2>&1 || need_pkgs+=(tgt)
 command -v iscsi-inq >/dev/null 2>&1 || need_pkgs+=(libiscsi-bin)
 dpkg -s qemu-block-extra >/dev/null 2>&1 || need_pkgs+=(qemu-block-extra)
+# A throw-away Ceph cluster and the librados/librbd bindings for the RBD driver's tests.
+for pkg in ceph-mon ceph-osd ceph-mgr ceph-common python3-rados python3-rbd; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq
@@ -35,6 +39,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install -q --upgrade pip
 "$VENV/bin/pip" install -q -e '.[test]'
+scripts/ceph-bindings.sh "$VENV"
 
 # --- checks ---------------------------------------------------------------------------
 "$VENV/bin/ruff" check src tests bench
