@@ -5,7 +5,7 @@ The table must name every route of api/app.py's V3_ROUTES (test_every_route_is_i
 table fails otherwise): a new endpoint gets its row here. Each row acts on resources of
 project A made for that row. The member of project B goes first, on the same resources
 the owner then uses: a 2xx for the owner afterwards shows B changed nothing. Admin acts
-on a second, identical set (admin-only actions change things).
+on a second, identical set when the owner's request changed the first.
 """
 
 from __future__ import annotations
@@ -480,8 +480,9 @@ def test_matrix(cinder: RunningService, worlds: Worlds, row: Row) -> None:
                 if _IDS.search(key) and key not in ("type_id", "target_project_id"):
                     assert value not in resp.text, f"{row.id}: B sees A's {key}"
         _check(_request(owner, row, world, mem_type), row.owner, row, "owner")
-        if row.method != "GET":
-            world = worlds.make(owner, row.all_needs)  # admin acts on resources of its own
+        if row.method != "GET" and row.owner < 300:
+            # the owner changed them: the admin acts on resources of its own
+            world = worlds.make(owner, row.all_needs)
         _check(_request(admin, row, world, mem_type), row.admin, row, "admin")
     finally:
         owner.client.close()
