@@ -21,7 +21,8 @@ import pytest
 from cbhelpers import assert_fault, mem_volume, snapshot
 
 from cinderblock.api.app import V3_ROUTES
-from conftest import Api, RunningService
+from cinderblock.policy.defaults import ACTIONS
+from conftest import Api, RunningService, start_service
 
 MEM_HOST = "testhost@mem"
 CONNECTOR = {"host": "compute-9", "initiator": "iqn.1993-08.org.debian:01:compute-9"}
@@ -507,3 +508,57 @@ def test_anonymous_is_401(cinder: RunningService, route: tuple[str, str]) -> Non
         body = {} if method in ("POST", "PUT") else None
         resp = client.request(method, url, json=body, headers=headers)
     assert_fault(resp, 401)
+
+
+# --- every endpoint asks the policy ------------------------------------------------------
+@pytest.fixture(scope="module")
+def deny_all(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[str]:
+    """A second service on the same database whose policy file refuses every action."""
+    directory = tmp_path_factory.mktemp("deny-all")
+    lines = [f'"{rule.name}": "!"' for rule in ACTIONS]
+    (directory / "policy.yaml").write_text("\n".join(lines) + "\n")
+    running = start_service(directory, database_url)
+    try:
+        yield running.url
+    finally:
+        running.stop()
+
+
+def test_every_endpoint_asks_the_policy_before_acting(
+    cinder: RunningService, worlds: Worlds, deny_all: str
+) -> None:
+    """With every action refused, every row is a 403 even for an admin, and nothing of
+    the resources the requests name has changed."""
+    owner = Api(cinder.url, uuid.uuid4().hex, user="demo")
+    admin = Api(deny_all, uuid.uuid4().hex)
+    try:
+        mem_type = mem_volume_type(owner)
+        world = worlds.make(owner, "vsacmt")
+        before = {
+            "volumes": owner.get("/volumes/detail").json(),
+            "snapshots": owner.get("/snapshots/detail").json(),
+            "volume": owner.get(f"/volumes/{world['volume_id']}").json()["volume"],
+            "snapshot": owner.get(f"/snapshots/{world['snapshot_id']}").json()["snapshot"],
+            "attachment": owner.get(f"/attachments/{world['attachment_id']}").json(),
+            "message": owner.get(f"/messages/{world['message_id']}").json(),
+            "type": worlds.admin.get(f"/types/{world['type_id']}").json(),
+            "quota": worlds.admin.get(f"/os-quota-sets/{owner.project}").json(),
+        }
+        for row in ROWS:
+            resp = _request(admin, row, world, mem_type)
+            message = assert_fault(resp, 403)
+            assert re.fullmatch(r"Policy doesn't allow \S+ to be performed\.", message), row.id
+        after = {
+            "volumes": owner.get("/volumes/detail").json(),
+            "snapshots": owner.get("/snapshots/detail").json(),
+            "volume": owner.get(f"/volumes/{world['volume_id']}").json()["volume"],
+            "snapshot": owner.get(f"/snapshots/{world['snapshot_id']}").json()["snapshot"],
+            "attachment": owner.get(f"/attachments/{world['attachment_id']}").json(),
+            "message": owner.get(f"/messages/{world['message_id']}").json(),
+            "type": worlds.admin.get(f"/types/{world['type_id']}").json(),
+            "quota": worlds.admin.get(f"/os-quota-sets/{owner.project}").json(),
+        }
+        assert after == before
+    finally:
+        owner.client.close()
+        admin.client.close()
