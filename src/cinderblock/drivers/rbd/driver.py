@@ -151,14 +151,8 @@ class RbdDriver(
                 used = stats.get("stored", stats.get("bytes_used", 0))
                 total_gb = round((free + used) / GiB, 2)
                 free_gb = round(free / GiB, 2)
-        provisioned = 0
         with self.cluster.ioctx() as ioctx:
-            for name in rbd.RBD().list(ioctx):
-                try:
-                    with rbd.Image(ioctx, name, read_only=True) as image:
-                        provisioned += image.size()
-                except rbd.ImageNotFound:
-                    continue
+            provisioned = sum(images.sizes(ioctx).values())
         provisioned_gb = round(provisioned / GiB, 2)
         return {
             "volume_backend_name": self.backend_name,

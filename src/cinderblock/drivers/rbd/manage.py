@@ -155,7 +155,7 @@ class RbdManageMixin:
                 return self._volume_entry(ioctx, name, managed, size)
 
             if spec.needs_size:
-                sizes = {n: s for n in names if (s := self._size(ioctx, n)) is not None}
+                sizes = images.sizes(ioctx)
                 ordered = mg.ordered(sizes, spec, str, lambda n: mg.ceil_gib(sizes[n]))
                 window = mg.names_after_marker(ordered, marker, offset)
                 found: Iterator[ManageableEntry | None] = (entry(n, sizes[n]) for n in window)
@@ -167,14 +167,6 @@ class RbdManageMixin:
             if limit is not None and limit >= 0:
                 return list(islice(present, limit))
             return list(present)
-
-    @staticmethod
-    def _size(ioctx: Any, name: str) -> int | None:
-        try:
-            with rbd.Image(ioctx, name, read_only=True) as image:
-                return int(image.size())
-        except rbd.ImageNotFound:
-            return None
 
     def _volume_entry(
         self, ioctx: Any, name: str, managed: Mapping[str, str], size: int | None
