@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -283,6 +284,21 @@ def test_secrets_stay_out_of_logs_and_views(
         done = owner.post(f"/attachments/{attachment['id']}/action", {"os-complete": {}})
         assert done.status_code == 204, done.text
         assert owner.get(f"/volumes/{vid}").json()["volume"]["status"] == "in-use"
+
+        # A Keystone token sent to this noauth service is refused, not taken for a name
+        # (it would be stored and logged as the caller's ids; it was a 500 on PostgreSQL).
+        for token in (SERVICE_TOKEN, f"{SERVICE_TOKEN}:{project}", f"demo:{SERVICE_TOKEN}"):
+            resp = httpx.get(
+                f"{url}/v3/volumes",
+                headers={"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.71"},
+            )
+            assert resp.status_code == 401, resp.text
+            resp = httpx.post(
+                f"{url}/v3/volumes",
+                json={"volume": {"size": 1}},
+                headers={"X-Auth-Token": token, "OpenStack-API-Version": "volume 3.71"},
+            )
+            assert resp.status_code == 401, resp.text
 
         # Detach and delete: the export goes, the credentials with it.
         assert owner.delete(f"/attachments/{attachment['id']}").status_code == 200

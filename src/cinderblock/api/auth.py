@@ -41,6 +41,8 @@ LOG = logging.getLogger(__name__)
 # Longer than any Keystone token (fernet ones are ~200 bytes, JWS ones under 1 KiB).
 MAX_TOKEN_LENGTH = 8192
 REQUIRES_AUTH = "The request you have made requires authentication."
+# noauth user and project ids: at most Keystone's id length.
+MAX_NOAUTH_ID = 64
 
 
 class _URL(Protocol):
@@ -109,7 +111,9 @@ class NoAuth(Authenticator):
         user, _, project = token.partition(":")
         user = user.strip()
         project = project.strip() or user
-        if not user:
+        if not user or len(user) > MAX_NOAUTH_ID or len(project) > MAX_NOAUTH_ID:
+            # (a Keystone token sent to a noauth service is refused, not taken for a name:
+            # it would be stored and logged as the caller's user and project id)
             raise exc.NotAuthenticated()
         is_admin = user in self.admin_users
         roles = ("admin", "member", "reader") if is_admin else ("member", "reader")
