@@ -96,8 +96,16 @@ def _why_unavailable() -> str | None:
     return None
 
 
+# The cluster of this test run: conftests in several directories import the
+# fixture (each import is its own session fixture), and all share one cluster.
+_RUNNING: list[CephCluster] = []
+
+
 @pytest.fixture(scope="session")
 def ceph_cluster() -> Iterator[CephCluster]:
+    if _RUNNING:
+        yield _RUNNING[0]
+        return
     why = _why_unavailable()
     if why:
         pytest.skip(f"no Ceph here: {why}")
@@ -117,17 +125,20 @@ def ceph_cluster() -> Iterator[CephCluster]:
     env = dict(
         line.split("=", 1) for line in (state / "c" / "env").read_text().splitlines() if line
     )
+    cluster = CephCluster(
+        dir=state / "c",
+        conf=env["CEPH_CONF"],
+        admin_keyring=env["CEPH_ADMIN_KEYRING"],
+        user=env["CEPH_USER"],
+        user_keyring=env["CEPH_USER_KEYRING"],
+        pool=env["CEPH_POOL"],
+        startup_seconds=round(time.monotonic() - started, 1),
+    )
+    _RUNNING.append(cluster)
     try:
-        yield CephCluster(
-            dir=state / "c",
-            conf=env["CEPH_CONF"],
-            admin_keyring=env["CEPH_ADMIN_KEYRING"],
-            user=env["CEPH_USER"],
-            user_keyring=env["CEPH_USER_KEYRING"],
-            pool=env["CEPH_POOL"],
-            startup_seconds=round(time.monotonic() - started, 1),
-        )
+        yield cluster
     finally:
+        _RUNNING.clear()
         subprocess.run([str(SCRIPT), "down", str(state / "c")], check=False, timeout=120)
         shutil.rmtree(state, ignore_errors=True)
 
