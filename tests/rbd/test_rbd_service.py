@@ -58,9 +58,10 @@ class Client:
 
 
 @pytest.fixture
-def service(
-    ceph_cluster: CephCluster, namespace: str, database_url: str, tmp_path: Path
-) -> Iterator[str]:
+def service(ceph_cluster: CephCluster, namespace: str, tmp_path: Path) -> Iterator[str]:
+    # Its own SQLite database: a scheduler sharing the session database would also
+    # see the other tests' (file, memory) backends and might place volumes there.
+    database_url = f"sqlite:///{tmp_path / 'cinderblock.sqlite'}"
     with __import__("socket").socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
