@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import socket
 import statistics
 import subprocess
@@ -78,7 +79,8 @@ class Api:
                 if got == status:
                     return
                 if got.startswith("error"):
-                    raise RuntimeError(f"{kind} {oid} went to {got}")
+                    why = self.http.get(f"{self.base}/messages?resource_uuid={oid}").text
+                    raise RuntimeError(f"{kind} {oid} went to {got}: {why}")
             time.sleep(0.005)
         raise RuntimeError(f"{kind} {oid} never became {status}")
 
@@ -120,6 +122,7 @@ def main() -> int:
     parser.add_argument("--cluster-env", type=Path, help="env file of a running cluster")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     import rados
 

@@ -88,6 +88,9 @@ osd pool default pg num = 8
 osd pool default pgp num = 8
 mon allow pool size one = true
 mon allow pool delete = true
+# Snapshot ids come from an OSD map change, which the mon batches for
+# paxos_propose_interval (1 s by default): a short one keeps tests quick.
+paxos propose interval = 0.05
 mon warn on pool no redundancy = false
 mon warn on insecure global id reclaim allowed = false
 osd crush chooseleaf type = 0
@@ -149,6 +152,16 @@ for _ in $(seq 120); do
     timeout 20 rbd -c "$conf" --id "$user" --keyring "$user_keyring" rm --no-progress "$pool/$probe" >/dev/null 2>&1
     break
   fi
+  sleep 0.5
+done
+# ... and the mgr reports the pool's free space (schedulers filter on it).
+for _ in $(seq 120); do
+  avail=$(ceph_ df detail --format json 2>/dev/null | python3 -c '
+import json, sys
+pools = json.load(sys.stdin).get("pools", [])
+print(next((p["stats"].get("max_avail", 0) for p in pools if p["name"] == sys.argv[1]), 0))
+' "$pool" 2>/dev/null || echo 0)
+  [ "${avail:-0}" -gt 0 ] && break
   sleep 0.5
 done
 ready=$(python3 -c "import time; print(round(time.time() - $start, 1))")

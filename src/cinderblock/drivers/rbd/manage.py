@@ -16,8 +16,8 @@ every image).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from itertools import islice
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from cinderblock.drivers import manageable as mg
@@ -25,6 +25,8 @@ from cinderblock.drivers.rbd import images
 from cinderblock.drivers.rbd.client import Cluster
 from cinderblock.drivers.rbd.errors import rbd, translated
 from cinderblock.drivers.refs import GiB, ManageableEntry, ModelUpdate, SnapshotRef, VolumeRef
+
+LISTING_THREADS = 8
 
 
 def reference_name(existing_ref: Any) -> str:
@@ -150,23 +152,28 @@ class RbdManageMixin:
         spec = mg.sort_spec(sort_keys, sort_dirs)
         with self.cluster.ioctx() as ioctx:
             names = sorted(rbd.RBD().list(ioctx))
-
-            def entry(name: str, size: int | None = None) -> ManageableEntry | None:
-                return self._volume_entry(ioctx, name, managed, size)
-
+            sizes: dict[str, int] = {}
             if spec.needs_size:
                 sizes = images.sizes(ioctx)
                 ordered = mg.ordered(sizes, spec, str, lambda n: mg.ceil_gib(sizes[n]))
                 window = mg.names_after_marker(ordered, marker, offset)
-                found: Iterator[ManageableEntry | None] = (entry(n, sizes[n]) for n in window)
             else:
                 _, descending = spec.order[0]
                 window = mg.names_after_marker(names[::-1] if descending else names, marker, offset)
-                found = map(entry, window)
-            present = (e for e in found if e is not None)
-            if limit is not None and limit >= 0:
-                return list(islice(present, limit))
-            return list(present)
+            wanted = len(window) if limit is None or limit < 0 else limit
+            page: list[ManageableEntry] = []
+            start = 0
+            # Each entry opens its image (watchers); librbd lets opens overlap, so a
+            # page's entries are built by a few threads, in chunks, in order.
+            with ThreadPoolExecutor(max_workers=LISTING_THREADS) as pool:
+                while len(page) < wanted and start < len(window):
+                    chunk = window[start : start + max(wanted - len(page), 1)]
+                    start += len(chunk)
+                    built = pool.map(
+                        lambda n: self._volume_entry(ioctx, n, managed, sizes.get(n)), chunk
+                    )
+                    page += [e for e in built if e is not None]
+            return page[:wanted]
 
     def _volume_entry(
         self, ioctx: Any, name: str, managed: Mapping[str, str], size: int | None
