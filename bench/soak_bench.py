@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import socket
@@ -35,6 +36,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -283,6 +285,62 @@ def low_free_port() -> int:
             return port
 
 
+class InProcessServer:
+    """The service in this process (for --tracemalloc): uvicorn in a thread, like the
+    functional tests run it. RSS then includes the clients too; the allocation diff does
+    not depend on that."""
+
+    def __init__(self, config: Path) -> None:
+        import types
+
+        import uvicorn
+
+        from cinderblock.config import load_settings
+        from cinderblock.embedded import build
+
+        settings = load_settings(config)
+        self.service = build(settings)
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                self.service.app,
+                host="127.0.0.1",
+                port=settings.bind_port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.proc = types.SimpleNamespace(pid=os.getpid())
+
+    def wait_ready(self, url: str, timeout: float) -> str | None:
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                return "the in-process server did not start"
+            time.sleep(0.05)
+        return None
+
+    def print_logs(self, header: str) -> None:
+        print(header, file=sys.stderr)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.service.stop()
+
+
+def allocation_growth(first: tracemalloc.Snapshot, last: tracemalloc.Snapshot) -> None:
+    """Where the Python heap grew between two snapshots, largest first."""
+    stats = last.compare_to(first, "traceback")
+    grown = sum(s.size_diff for s in stats)
+    print(f"\ntracemalloc: Python heap {grown / 1024:+.0f} KiB from minute 2 to the end; top:")
+    for stat in stats[:8]:
+        print(f"  {stat.size_diff / 1024:+8.0f} KiB in {stat.count_diff:+7d} blocks")
+        for line in stat.traceback.format()[-8:]:
+            print(f"      {line}")
+
+
 # --- figures -------------------------------------------------------------------------------
 def rss_kib(pid: int) -> int | None:
     try:
@@ -328,13 +386,20 @@ def minute_line(minute: int, samples: list[Sample], rss: int | None) -> dict[str
 
 
 def monitor(
-    rec: Recorder, pid: int, minutes: int, done: threading.Event, rows: list[dict[str, Any]]
+    rec: Recorder,
+    pid: int,
+    minutes: int,
+    done: threading.Event,
+    rows: list[dict[str, Any]],
+    snapshots: list[tracemalloc.Snapshot],
 ) -> None:
     seen = 0
     for minute in range(1, minutes + 1):
         if done.wait(max(0.0, rec.start + 60 * minute - time.monotonic())):
             return
         rss = rss_kib(pid)
+        if tracemalloc.is_tracing() and minute in (2, minutes):
+            snapshots.append(tracemalloc.take_snapshot())
         with rec.lock:
             new = rec.samples[seen:]
             seen = len(rec.samples)
@@ -386,6 +451,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the figures here")
     p.add_argument("--server-command", help="as for bench/embedded.py")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    p.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="leak hunting: run the service in this process under tracemalloc and print "
+        "where the heap grew from minute 2 to the end (slower; RSS includes the clients)",
+    )
     p.add_argument("--keep-tmp", action="store_true", help="keep config, database and logs")
     return p
 
@@ -415,7 +486,12 @@ def main(argv: list[str] | None = None) -> int:
     config.write_text(embedded.render_config(workdir, port, args.driver, overrides))
     prefix, env = embedded.server_command(args.server_command)
     base = f"http://127.0.0.1:{port}"
-    server = embedded.Server([*prefix, "serve", "--config", str(config)], env, workdir)
+    server: embedded.Server | InProcessServer
+    if args.tracemalloc:
+        tracemalloc.start(8)
+        server = InProcessServer(config)
+    else:
+        server = embedded.Server([*prefix, "serve", "--config", str(config)], env, workdir)
     failed = True
     try:
         problem = server.wait_ready(f"{base}/", 60)
@@ -438,9 +514,10 @@ def main(argv: list[str] | None = None) -> int:
         deadline = rec.start + 60 * args.minutes
         threads = [threading.Thread(target=c.run, args=(deadline,)) for c in clients]
         rows: list[dict[str, Any]] = []
+        snapshots: list[tracemalloc.Snapshot] = []
         done = threading.Event()
         mon = threading.Thread(
-            target=monitor, args=(rec, server.proc.pid, args.minutes, done, rows)
+            target=monitor, args=(rec, server.proc.pid, args.minutes, done, rows, snapshots)
         )
         mon.start()
         for t in threads:
@@ -460,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         ).json()["volumes"]
         print(f"cleanup: {len(left)} volumes left in the project")
         result = summary(rec, rows, args.rss_growth_limit)
+        if len(snapshots) == 2:
+            allocation_growth(*snapshots)
         server_errors = sum(v for k, v in result["errors"].items() if k >= 500 or k == 0)
         failed = bool(server_errors or rec.bad_outcomes or left)
         if args.json:
