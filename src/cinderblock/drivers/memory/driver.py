@@ -268,7 +268,7 @@ class MemoryDriver(
                         "thick_provisioning_support": False,
                         "QoS_support": False,
                         # the export stand-in keeps one ACL entry per host
-                    "multiattach": True,
+                        "multiattach": True,
                     }
                 ],
             }
