@@ -10,6 +10,7 @@ images.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -99,6 +100,14 @@ def _why_unavailable() -> str | None:
 # The cluster of this test run: conftests in several directories import the
 # fixture (each import is its own session fixture), and all share one cluster.
 _RUNNING: list[CephCluster] = []
+# CI sets this: there a cluster that cannot start is a failure, not a skip.
+REQUIRED = os.environ.get("CINDERBLOCK_REQUIRE_CEPH") == "1"
+
+
+def _unavailable(message: str) -> NoReturn:
+    if REQUIRED:
+        pytest.fail(f"{message} (CINDERBLOCK_REQUIRE_CEPH=1)", pytrace=False)
+    pytest.skip(message)
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +117,7 @@ def ceph_cluster() -> Iterator[CephCluster]:
         return
     why = _why_unavailable()
     if why:
-        pytest.skip(f"no Ceph here: {why}")
+        _unavailable(f"no Ceph here: {why}")
     state = Path(tempfile.mkdtemp(prefix="cb-ceph-"))
     started = time.monotonic()
     proc = subprocess.run(
@@ -121,7 +130,7 @@ def ceph_cluster() -> Iterator[CephCluster]:
     if proc.returncode != 0:
         subprocess.run([str(SCRIPT), "down", str(state / "c")], check=False, timeout=120)
         shutil.rmtree(state, ignore_errors=True)
-        pytest.skip(f"Ceph could not be started: {(proc.stderr or proc.stdout)[-800:]}")
+        _unavailable(f"Ceph could not be started: {(proc.stderr or proc.stdout)[-800:]}")
     env = dict(
         line.split("=", 1) for line in (state / "c" / "env").read_text().splitlines() if line
     )
