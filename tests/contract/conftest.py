@@ -149,7 +149,9 @@ def make_backend(kind: str, tmp_path: Path, **options: str) -> Backend:
     driver.do_setup()
     driver.check_for_setup_error()
     if isinstance(driver, FileDriver):
-        return Backend(kind, driver, FileProbe(driver), _COMMON | {"local_path", "export"})
+        return Backend(
+            kind, driver, FileProbe(driver), _COMMON | {"local_path", "export", "migrate"}
+        )
     assert isinstance(driver, MemoryDriver)
     return Backend(kind, driver, MemoryProbe(driver), _COMMON | {"export"})
 

@@ -223,6 +223,26 @@ class ManageableSnapshotsVD(abc.ABC):
     ) -> list[ManageableEntry]: ...
 
 
+class MigrateVD(abc.ABC):
+    """Driver-assisted migration: the driver moves the data to another backend itself.
+
+    `host` is {"host": "host@backend#pool", "capabilities": {...}} with the destination
+    pool's reported stats; `capabilities["location_info"]` tells the driver whether the
+    destination is storage it can reach. Returns (moved, model_update); (False, None)
+    when it cannot move to that destination (nothing changed). It must never leave a
+    half-moved object: the source stays complete until the copy is complete.
+    """
+
+    @abc.abstractmethod
+    def migrate_volume(
+        self, volume: VolumeRef, host: dict[str, Any]
+    ) -> tuple[bool, ModelUpdate | None]: ...
+
+    @abc.abstractmethod
+    def migration_destination_holds(self, volume: VolumeRef, host: dict[str, Any]) -> bool:
+        """Whether the destination already holds the complete volume (crash recovery)."""
+
+
 # Capability name -> base class. Names are what stats report and the API checks.
 CAPABILITY_CLASSES: dict[str, type] = {
     "snapshot": SnapshotVD,
@@ -233,6 +253,7 @@ CAPABILITY_CLASSES: dict[str, type] = {
     "export": ExportVD,
     "manage_volume": ManageableVD,
     "manage_snapshot": ManageableSnapshotsVD,
+    "migrate": MigrateVD,
 }
 
 

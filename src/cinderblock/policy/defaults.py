@@ -75,6 +75,7 @@ _ACTIONS: tuple[tuple[str, str, str], ...] = (
     # volume admin actions
     ("volume_extension:volume_admin_actions:reset_status", ADMIN_API, "os-reset_status"),
     ("volume_extension:volume_admin_actions:force_delete", ADMIN_API, "os-force_delete"),
+    ("volume_extension:volume_admin_actions:migrate_volume", ADMIN_API, "os-migrate_volume"),
     (
         "volume_extension:volume_admin_actions:repair_status",
         ADMIN_API,

@@ -352,3 +352,11 @@ class SchedulerManager:
             volume_id=volume_id,
             existing_ref=existing_ref,
         )
+
+    def migrate_volume(
+        self, context: dict[str, Any], volume_id: str, host: str, force_host_copy: bool = False
+    ) -> None:
+        """Check the destination with the placement filters, then wake the source service."""
+        from cinderblock.services.migrate import schedule_migration  # it imports this module
+
+        schedule_migration(self, context, volume_id, host, force_host_copy)

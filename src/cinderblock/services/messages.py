@@ -36,6 +36,7 @@ class Action(Enum):
     UNMANAGE_VOLUME = ("010", "unmanage volume")
     MANAGE_SNAPSHOT = ("011", "manage existing snapshot")
     UNMANAGE_SNAPSHOT = ("012", "unmanage snapshot")
+    MIGRATE_VOLUME = ("013", "migrate volume")
 
 
 class Detail(Enum):

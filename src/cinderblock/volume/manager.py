@@ -39,6 +39,7 @@ from cinderblock.services.quotas import QuotaEngine
 from cinderblock.states import SnapshotStatus, VolumeStatus
 from cinderblock.volume.attach import AttachOps
 from cinderblock.volume.manage import ManageOps
+from cinderblock.volume.migrate import MigrateOps
 from cinderblock.volume.recovery import recover_backend
 from cinderblock.volume.refs import snapshot_ref, volume_ref
 from cinderblock.volume.repair import RepairOps
@@ -64,7 +65,7 @@ def _detail_for(error: Exception) -> tuple[Detail, str | None]:
     return Detail.UNKNOWN_ERROR, None
 
 
-class VolumeManager(ManageOps, AttachOps, RepairOps):
+class VolumeManager(ManageOps, AttachOps, RepairOps, MigrateOps):
     """Owns one backend (`host@backend`) and its driver."""
 
     def __init__(

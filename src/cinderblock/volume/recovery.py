@@ -36,6 +36,7 @@ from cinderblock.states import (
     SnapshotStatus,
     VolumeStatus,
 )
+from cinderblock.volume.migrate import recover_migrations
 from cinderblock.volume.refs import snapshot_ref, volume_ref
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ def recover_backend(manager: VolumeManager) -> None:
             manager.messages.record(
                 ctx, project_id, Resource.VOLUME, volume_id, action, Detail.INTERRUPTED
             )
+    # Migrations keep the volume's status (or maintenance): found by migration_status.
+    recover_migrations(manager)
 
 
 def adopted_snapshot_values(

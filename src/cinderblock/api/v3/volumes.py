@@ -19,6 +19,7 @@ from cinderblock.api.views import volumes as views
 from cinderblock.db.query import ListParams
 from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.services.manage import ManageService
+from cinderblock.services.migrate import MigrateService
 from cinderblock.services.policy import authorize
 from cinderblock.services.volumes import CreateRequest, VolumeService
 from cinderblock.states import MIGRATION_STATUSES, VOLUME_RESETTABLE, AttachStatus
@@ -381,6 +382,11 @@ def _repair_status(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Rep
     return Reply(200, request_repair(req.deps, req.ctx, "volume", volume_id, args))
 
 
+def _migrate(req: ApiRequest, volume_id: str, body: dict[str, Any]) -> Reply:
+    MigrateService(req.deps).migrate(req.ctx, volume_id, body, clusters=req.at_least("3.16"))
+    return Reply(202)
+
+
 _ACTIONS = {
     **attachment_actions.VOLUME_ACTIONS,
     "os-unmanage": _unmanage,
@@ -388,6 +394,7 @@ _ACTIONS = {
     "os-reset_status": _reset_status,
     "os-repair_status": _repair_status,
     "os-force_delete": _force_delete,
+    "os-migrate_volume": _migrate,
     "revert": _revert,
 }
 _ACTION_MIN_VERSION = {"revert": "3.40"}
@@ -408,5 +415,6 @@ ACTION_POLICY = {
     "os-reset_status": "volume_extension:volume_admin_actions:reset_status",
     "os-repair_status": "volume_extension:volume_admin_actions:repair_status",
     "os-force_delete": "volume_extension:volume_admin_actions:force_delete",
+    "os-migrate_volume": "volume_extension:volume_admin_actions:migrate_volume",
     "revert": "volume:revert_to_snapshot",
 }

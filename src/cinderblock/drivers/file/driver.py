@@ -44,6 +44,7 @@ from cinderblock.drivers.base import (
     LocalVD,
     ManageableSnapshotsVD,
     ManageableVD,
+    MigrateVD,
     RevertVD,
     SnapshotVD,
 )
@@ -52,6 +53,7 @@ from cinderblock.drivers.file import fileops, inuse, manage
 from cinderblock.drivers.file.export import FileExportMixin
 from cinderblock.drivers.file.layout import translated
 from cinderblock.drivers.file.managed import FileManageMixin
+from cinderblock.drivers.file.migrate import FileMigrateMixin, location_info
 from cinderblock.drivers.refs import GiB, ModelUpdate, SnapshotRef, VolumeRef
 from cinderblock.exceptions import VolumeBackendAPIException, VolumeIsBusy
 from cinderblock.targets import TargetError, make_target
@@ -64,6 +66,7 @@ REFLINK_MODES = ("auto", "always", "never")
 class FileDriver(
     FileManageMixin,  # first, so its methods implement the Manageable* abstract ones
     FileExportMixin,  # likewise for ExportVD
+    FileMigrateMixin,  # and for MigrateVD
     BaseVD,
     SnapshotVD,
     CloneVD,
@@ -73,6 +76,7 @@ class FileDriver(
     ManageableVD,
     ManageableSnapshotsVD,
     ExportVD,
+    MigrateVD,
 ):
     VERSION = "1.0.0"
     STORAGE_PROTOCOL = "file"
@@ -202,6 +206,9 @@ class FileDriver(
             "vendor_name": self.VENDOR_NAME,
             "driver_version": self.VERSION,
             "storage_protocol": self.STORAGE_PROTOCOL,
+            # Where this backend's files are: a source driver decides from it whether
+            # it can move a volume here itself (migrate.py).
+            "location_info": location_info(self.volumes_dir),
             "pools": [
                 {
                     "pool_name": self.backend_name,
