@@ -172,7 +172,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         driver.check_for_setup_error()
         probe = RbdProbe(cluster, namespace)
         try:
-            yield Backend("rbd", driver, probe, _COMMON | {"export"})
+            yield Backend("rbd", driver, probe, _COMMON | {"export", "migrate"})
         finally:
             probe.close()
             driver.cluster.close()

@@ -26,6 +26,7 @@ from cinderblock.drivers.base import (
     ExtendVD,
     ManageableSnapshotsVD,
     ManageableVD,
+    MigrateVD,
     RevertVD,
     SnapshotVD,
 )
@@ -35,6 +36,7 @@ from cinderblock.drivers.rbd.client import Cluster, RbdOptions
 from cinderblock.drivers.rbd.errors import bindings_missing, rbd, translated
 from cinderblock.drivers.rbd.export import RbdExportMixin
 from cinderblock.drivers.rbd.manage import RbdManageMixin
+from cinderblock.drivers.rbd.migrate import RbdMigrateMixin
 from cinderblock.drivers.refs import GiB, ModelUpdate, SnapshotRef, VolumeRef
 from cinderblock.exceptions import VolumeBackendAPIException, VolumeIsBusy
 
@@ -44,6 +46,7 @@ LOG = logging.getLogger(__name__)
 class RbdDriver(
     RbdManageMixin,  # first, so its methods implement the Manageable* abstract ones
     RbdExportMixin,  # likewise for ExportVD
+    RbdMigrateMixin,  # and for MigrateVD
     BaseVD,
     SnapshotVD,
     CloneVD,
@@ -52,6 +55,7 @@ class RbdDriver(
     ManageableVD,
     ManageableSnapshotsVD,
     ExportVD,
+    MigrateVD,
 ):
     VERSION = "1.0.0"
     VENDOR_NAME = "cinderblock"
@@ -159,6 +163,9 @@ class RbdDriver(
             "vendor_name": self.VENDOR_NAME,
             "driver_version": self.VERSION,
             "storage_protocol": self.STORAGE_PROTOCOL,
+            # Cluster, pool and namespace: a source driver decides from it whether it
+            # can move a volume here itself (migrate.py).
+            "location_info": self.location_info(),
             "pools": [
                 {
                     "pool_name": self.backend_name,
