@@ -150,6 +150,11 @@ def test_refusals(mig: dict[str, Any], admin: Api) -> None:
     both = {"os-migrate_volume": {"host": f"{host}@{other}", "cluster": "c"}}
     assert_fault(admin.post(f"/volumes/{vid}/action", both), 400)
     assert_fault(admin.post(f"/volumes/{vid}/action", {"os-migrate_volume": {}}), 400)
+    cluster = {"os-migrate_volume": {"cluster": f"{host}@{other}"}}
+    _refused(admin.post(f"/volumes/{vid}/action", cluster), "No available service named")
+    # before 3.16 there is no cluster: host is required
+    resp = admin.post(f"/volumes/{vid}/action", cluster, version="3.15")
+    assert_fault(resp, 400)
     bad_bool = {"os-migrate_volume": {"host": f"{host}@{other}", "lock_volume": "maybe"}}
     assert_fault(admin.post(f"/volumes/{vid}/action", bad_bool), 400)
 

@@ -88,8 +88,9 @@ class MigrateService:
         host, cluster = args.get("host"), args.get("cluster")
         if (host is None) == (cluster is None):
             raise exc.InvalidInput(reason="Only one of host or cluster must be set.")
-        # No clusters here: a cluster is named like a backend (host@backend[#pool]).
-        dest = str(host if host is not None else cluster)
+        if cluster is not None:  # no clusters here, as for manage: never found
+            raise InvalidHost(reason=f"No available service named '{cluster}'")
+        dest = str(host)
         force_host_copy = v.to_bool(args.get("force_host_copy", False))
         lock_volume = v.to_bool(args.get("lock_volume", False))
         with self.db.session() as session:
