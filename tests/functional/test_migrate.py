@@ -40,18 +40,19 @@ def mig(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator
     base = tmp_path_factory.mktemp("migrate")
     host = f"mig{uuid.uuid4().hex[:8]}"
     other_fs = SHM / f"cb-migrate-{uuid.uuid4().hex[:8]}"
-    dirs = {"fa": base / "fa", "fb": base / "fb", "fc": other_fs}
+    # fd: a file backend the capacity filter always refuses (all of it reserved)
+    dirs = {"fa": base / "fa", "fb": base / "fb", "fc": other_fs, "fd": base / "fd"}
     port = _free_port()
     config = base / "cinderblock.conf"
     sections = "".join(
         f"\n[{name}]\nvolume_driver = file\nvolume_backend_name = {name}\n"
-        f"file_volumes_dir = {path}\n"
+        f"file_volumes_dir = {path}\n" + ("reserved_percentage = 100\n" if name == "fd" else "")
         for name, path in dirs.items()
     )
     config.write_text(
         f"""[DEFAULT]
 host = {host}
-enabled_backends = fa, fb, fc, mem
+enabled_backends = fa, fb, fc, fd, mem
 bind_host = 127.0.0.1
 bind_port = {port}
 state_path = {base}
@@ -260,22 +261,52 @@ def test_file_to_memory_fails_and_leaves_the_volume(mig: dict[str, Any], admin: 
     assert (dirs[here] / f"volume-{vid}").exists()
 
 
+def test_destination_without_room_is_refused_by_the_scheduler(
+    mig: dict[str, Any], admin: Api
+) -> None:
+    """fd is a file backend the driver could reach, but the placement filters refuse it
+    (all its space is reserved): the migration fails before the driver is asked."""
+    volume = _on_file_backend(admin)
+    vid, here = volume["id"], _backend(volume)
+    _write_mark(mig["dirs"][here] / f"volume-{vid}")
+    resp = _migrate(admin, vid, f"{mig['host']}@fd", lock_volume=True)
+    assert resp.status_code == 202, resp.text
+    after = _wait_migration(admin, vid)
+    assert after["migration_status"] == "error"
+    assert after["status"] == "available"  # out of maintenance again
+    assert after["os-vol-host-attr:host"] == volume["os-vol-host-attr:host"]
+    with (mig["dirs"][here] / f"volume-{vid}").open("rb") as f:
+        f.seek(MARK_AT)
+        assert f.read(len(MARK)) == MARK
+    assert not (mig["dirs"]["fd"] / f"volume-{vid}").exists()
+    messages = admin.get("/messages", version="3.3").json()["messages"]
+    [message] = [m for m in messages if m["resource_uuid"] == vid]
+    assert message["user_message"].startswith("migrate volume: ")
+    assert message["user_message"].startswith(
+        "migrate volume: The destination backend cannot take the volume: "
+    )
+
+
 def test_crash_recovery_finds_where_the_volume_is(mig: dict[str, Any], admin: Api) -> None:
     """A restart of the source service with a migration in flight: a volume the
     destination holds follows it; one the source still holds stays, migration error."""
     running: RunningService = mig["running"]
     host, dirs = mig["host"], mig["dirs"]
     managers = running.service.managers
-    first, second = _on_file_backend(admin), _on_file_backend(admin)
-    for volume in (first, second):
+    first, second, third = (_on_file_backend(admin) for _ in range(3))
+    for volume in (first, second, third):
         here = _backend(volume)
         dest = "fb" if here == "fa" else "fa"
         manager = managers[f"{host}@{here}"]
         stats = managers[f"{host}@{dest}"].stats()
         with manager.db.session() as session:
-            volumes_repo.compare_and_swap(
-                session, volume["id"], {}, {"migration_status": "migrating"}
+            # third: accepted (maintenance, starting), the source never began
+            values = (
+                {"migration_status": "starting", "status": "maintenance"}
+                if volume is third
+                else {"migration_status": "migrating"}
             )
+            volumes_repo.compare_and_swap(session, volume["id"], {}, values)
             volumes_repo.set_admin_metadata(
                 session,
                 volume["id"],
@@ -292,3 +323,7 @@ def test_crash_recovery_finds_where_the_volume_is(mig: dict[str, Any], admin: Ap
     assert stayed["migration_status"] == "error"
     assert stayed["os-vol-host-attr:host"] == second["os-vol-host-attr:host"]
     assert (dirs[_backend(second)] / f"volume-{second['id']}").exists()
+    untouched = admin.get(f"/volumes/{third['id']}").json()["volume"]
+    assert untouched["migration_status"] == "error"
+    assert untouched["status"] == "available"
+    assert untouched["os-vol-host-attr:host"] == third["os-vol-host-attr:host"]

@@ -59,6 +59,7 @@ class Detail(Enum):
         "does not manage); nothing was deleted.",
     )
     OVER_QUOTA = ("012", "Over quota: %s")
+    DESTINATION_REFUSED = ("013", "The destination backend cannot take the volume: %s")
 
 
 class MessageRecorder:

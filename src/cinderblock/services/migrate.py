@@ -212,7 +212,7 @@ def schedule_migration(
                     Resource.VOLUME,
                     volume_id,
                     Action.MIGRATE_VOLUME,
-                    Detail.NO_BACKEND if reasons is None else Detail.TYPE_MISMATCH,
+                    Detail.DESTINATION_REFUSED,
                     why,
                     session=session,
                 )
