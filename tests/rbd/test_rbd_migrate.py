@@ -5,6 +5,7 @@ and `rbd export`.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -159,5 +160,9 @@ def test_migrate_through_the_service(
         f.seek(7 * MiB)
         assert f.read(len(MARK)) == MARK
     assert exported.stat().st_size == 1024 * MiB
+    # The copy skipped what was never written: a few objects, not 1 GiB.
+    du = json.loads(ceph_cluster.rbd("du", "--format", "json", name, namespace=namespaces[there]))
+    used = sum(image["used_size"] for image in du["images"])
+    assert 0 < used < 64 * MiB, du
     listed = ceph_cluster.rbd("ls", namespace=namespaces[here]).split()
     assert name not in listed
