@@ -293,8 +293,8 @@ def test_crash_recovery_finds_where_the_volume_is(mig: dict[str, Any], admin: Ap
     running: RunningService = mig["running"]
     host, dirs = mig["host"], mig["dirs"]
     managers = running.service.managers
-    first, second, third = (_on_file_backend(admin) for _ in range(3))
-    for volume in (first, second, third):
+    first, second, third, fourth = (_on_file_backend(admin) for _ in range(4))
+    for volume in (first, second, third, fourth):
         here = _backend(volume)
         dest = "fb" if here == "fa" else "fa"
         manager = managers[f"{host}@{here}"]
@@ -315,6 +315,10 @@ def test_crash_recovery_finds_where_the_volume_is(mig: dict[str, Any], admin: Ap
         if volume is first:  # the move itself had happened before the crash
             name = f"volume-{volume['id']}"
             shutil.move(dirs[here] / name, dirs[dest] / name)
+        if volume is fourth:  # copied, the source not yet deleted
+            name = f"volume-{volume['id']}"
+            with (dirs[dest] / name).open("xb") as f:  # the (empty, sparse) volume's copy
+                f.truncate((dirs[here] / name).stat().st_size)
         recover_backend(manager)
     moved = admin.get(f"/volumes/{first['id']}").json()["volume"]
     assert moved["migration_status"] == "success"
@@ -323,6 +327,11 @@ def test_crash_recovery_finds_where_the_volume_is(mig: dict[str, Any], admin: Ap
     assert stayed["migration_status"] == "error"
     assert stayed["os-vol-host-attr:host"] == second["os-vol-host-attr:host"]
     assert (dirs[_backend(second)] / f"volume-{second['id']}").exists()
+    copied = admin.get(f"/volumes/{fourth['id']}").json()["volume"]
+    assert copied["migration_status"] == "success"
+    assert _backend(copied) != _backend(fourth)
+    assert not (dirs[_backend(fourth)] / f"volume-{fourth['id']}").exists()
+    assert (dirs[_backend(copied)] / f"volume-{fourth['id']}").exists()
     untouched = admin.get(f"/volumes/{third['id']}").json()["volume"]
     assert untouched["migration_status"] == "error"
     assert untouched["status"] == "available"

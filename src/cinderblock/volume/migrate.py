@@ -200,9 +200,10 @@ class MigrateOps:
 
 def recover_migrations(manager: VolumeManager) -> None:
     """Migrations a crash interrupted on this (source) backend: ask the driver which
-    backend holds the volume. Nothing moved yet (starting, or the source still holds
-    it): the migration failed and the volume stays. Only the destination holds it:
-    the move completed before the crash, so the row follows."""
+    backend holds the volume. The destination holds it under its final name: drivers
+    put it there only once the copy is complete, so the move is finished (a source
+    copy still there is deleted) and the row follows. Otherwise (starting, or only
+    the source holds it) the migration failed and the volume stays where it was."""
     ctx = RequestContext.admin()
     with manager.db.session() as session:
         found = [
@@ -223,9 +224,10 @@ def recover_migrations(manager: VolumeManager) -> None:
                 migration_status == "migrating"
                 and bool(dest)
                 and isinstance(driver, MigrateVD)
-                and not driver.volume_exists(ref)
                 and driver.migration_destination_holds(ref, host)
             )
+            if moved and driver.volume_exists(ref):
+                driver.delete_volume(ref)  # the crash came between the copy and this
         except Exception:
             LOG.exception("could not tell where volume %s is", volume_id)
             moved = False

@@ -10,6 +10,7 @@ source is deleted; a failure before the rename leaves no file in the destination
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -71,12 +72,19 @@ class FileMigrateMixin(FileLayout):
         src_st = os.lstat(src)
         if not stat.S_ISREG(src_st.st_mode):
             raise VolumeBackendAPIException(data=f"{name} is not a regular file")
+        if os.path.lexists(dst):
+            raise VolumeBackendAPIException(data=f"{dst} already exists; not replaced")
         if os.stat(dest_dir).st_dev == src_st.st_dev:
             # Same filesystem: atomic, keeps every extent (and so the holes) as they are.
-            fileops.rename_noreplace(src, dst)
-            fileops.fsync_dir(dest_dir)
-            fileops.fsync_dir(self.volumes_dir)
-            return True, {"provider_location": name}
+            try:
+                fileops.rename_noreplace(src, dst)
+            except OSError as err:
+                if err.errno != errno.EXDEV:  # e.g. two mounts of one filesystem: copy
+                    raise
+            else:
+                fileops.fsync_dir(dest_dir)
+                fileops.fsync_dir(self.volumes_dir)
+                return True, {"provider_location": name}
         src_fd = self._open_existing(name)
         try:
             with fileops.atomic_file(dest_dir, name) as fd:
