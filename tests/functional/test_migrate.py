@@ -156,8 +156,15 @@ def test_refusals(mig: dict[str, Any], admin: Api) -> None:
     # before 3.16 there is no cluster: host is required
     resp = admin.post(f"/volumes/{vid}/action", cluster, version="3.15")
     assert_fault(resp, 400)
-    bad_bool = {"os-migrate_volume": {"host": f"{host}@{other}", "lock_volume": "maybe"}}
-    assert_fault(admin.post(f"/volumes/{vid}/action", bad_bool), 400)
+    for bad in (
+        {"os-migrate_volume": {"host": f"{host}@{other}", "lock_volume": "maybe"}},
+        {"os-migrate_volume": None},
+        {"os-migrate_volume": {"host": 5}},
+        {"os-migrate_volume": {"host": ""}},
+        {"os-migrate_volume": {"host": "x" * 256}},
+        {"os-migrate_volume": {"host": f"{host}@{other}", "extra": 1}},
+    ):
+        assert_fault(admin.post(f"/volumes/{vid}/action", bad), 400)
 
     def reset(**fields: str) -> None:
         resp = admin.post(f"/volumes/{vid}/action", {"os-reset_status": fields})
