@@ -3,17 +3,29 @@
 The database comes from CINDERBLOCK_TEST_DB: `sqlite` (default), `postgresql`
 or `mariadb`. PostgreSQL and MariaDB get a fresh database per test session,
 dropped afterwards. Tests isolate themselves by using a fresh project id.
+
+CINDERBLOCK_TEST_TOPOLOGY picks how cinderblock runs: `embedded` (default: API,
+scheduler and volume services in this process, in-process transport) or
+`distributed` (separate `cinderblock api` and `cinderblock scheduler` processes on
+RabbitMQ, one fresh vhost per started service; needs PostgreSQL or MariaDB). The volume
+services run in the test process, built as `cinderblock volume` builds them and
+reached only through RabbitMQ, so tests can still look at a driver's state; with
+CINDERBLOCK_TEST_VOLUME_PROCESS=separate they are a `cinderblock volume` process
+too and tests that inspect a driver skip. Tests that change the API's settings
+in place skip in either distributed form.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +35,9 @@ import sqlalchemy as sa
 import uvicorn
 
 from cinderblock.config import load_settings
+from cinderblock.db.database import Database
 from cinderblock.embedded import Embedded, build
+from e2e import cluster as dist
 
 PG_ADMIN_URL = os.environ.get(
     "CINDERBLOCK_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -31,6 +45,13 @@ PG_ADMIN_URL = os.environ.get(
 MARIADB_ADMIN_URL = os.environ.get(
     "CINDERBLOCK_TEST_MARIADB", "mysql+pymysql://root@127.0.0.1:3306/test"
 )
+TOPOLOGY = os.environ.get("CINDERBLOCK_TEST_TOPOLOGY", "embedded")
+DISTRIBUTED = TOPOLOGY == "distributed"
+# Distributed: the volume services run in this process (tests may inspect their
+# drivers) unless CINDERBLOCK_TEST_VOLUME_PROCESS=separate.
+SEPARATE_VOLUME = os.environ.get("CINDERBLOCK_TEST_VOLUME_PROCESS") == "separate"
+if TOPOLOGY not in ("embedded", "distributed"):
+    raise pytest.UsageError(f"CINDERBLOCK_TEST_TOPOLOGY={TOPOLOGY!r}: embedded or distributed")
 
 
 def _free_port() -> int:
@@ -43,6 +64,8 @@ def _free_port() -> int:
 def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     kind = os.environ.get("CINDERBLOCK_TEST_DB", "sqlite")
     name = f"cb_test_{uuid.uuid4().hex[:10]}"
+    if kind == "sqlite" and DISTRIBUTED:
+        raise pytest.UsageError("the distributed topology needs a shared database")
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'cinderblock.sqlite'}"
         return
@@ -64,31 +87,92 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @dataclass
 class RunningService:
-    """A cinderblock listening on 127.0.0.1 with its in-process parts reachable."""
+    """A cinderblock listening on 127.0.0.1 with its in-process parts reachable.
+
+    Distributed: `service` is a `RemoteParts` (the database, nothing in-process) and
+    `processes` are the api, scheduler and volume processes.
+    """
 
     url: str  # http://127.0.0.1:port
-    service: Embedded
-    server: uvicorn.Server
-    thread: threading.Thread
+    service: Any  # Embedded, or RemoteParts when distributed
+    server: uvicorn.Server | None
+    thread: threading.Thread | None
     volumes_dir: Path
     config_path: Path
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    transport_url: str = ""
 
     @property
     def endpoint(self) -> str:
         return f"{self.url}/v3"
 
     def wait_idle(self) -> None:
-        self.service.transport.drain()
+        if not self.processes:
+            self.service.transport.drain()
+            return
+        # Idle: every queue of the vhost empty (nothing ready, nothing being handled,
+        # as messages are acknowledged after their handler), twice in a row.
+        quiet, deadline = 0, time.monotonic() + 60
+        while quiet < 2:
+            busy = any(dist.queue_depths(self.transport_url).values())
+            quiet = 0 if busy else quiet + 1
+            if time.monotonic() > deadline:
+                raise AssertionError("the services never went idle")
+            time.sleep(0.1)
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        if self.server is not None and self.thread is not None:
+            self.server.should_exit = True
+            self.thread.join(timeout=10)
+        for process in self.processes.values():
+            process.terminate()
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
         self.service.stop()
 
 
-def write_config(directory: Path, database_url: str, port: int) -> Path:
+class _InOtherProcesses(dict[str, Any]):
+    def __getitem__(self, key: str) -> Any:
+        pytest.skip(f"distributed topology: {key}'s driver lives in the volume process")
+
+
+@dataclass
+class RemoteParts:
+    """What a test can reach of a distributed cinderblock from here: the database,
+    and the volume services when they run in this process (over RabbitMQ all the
+    same: the API and scheduler processes reach them only through the broker)."""
+
+    db: Database
+    volume_service: Embedded | None = None
+
+    @property
+    def managers(self) -> dict[str, Any]:
+        if self.volume_service is None:
+            return _InOtherProcesses()
+        return self.volume_service.managers
+
+    @property
+    def deps(self) -> Any:
+        pytest.skip("distributed topology: the API's settings live in the api process")
+
+    def stop(self) -> None:
+        if self.volume_service is not None:
+            self.volume_service.stop()
+        else:
+            self.db.dispose()
+
+
+def write_config(directory: Path, database_url: str, port: int, transport_url: str = "") -> Path:
     volumes = directory / "volumes"
     config = directory / "cinderblock.conf"
+    transport = f"transport_url = {transport_url}\n" if transport_url else ""
+    # Distributed runs keep the volumes of every test on one long-lived memory backend;
+    # they reached its default 1000 GiB before the end of the suite.
+    mem_capacity = "memory_capacity_gb = 100000\n" if transport_url else ""
     config.write_text(
         f"""[DEFAULT]
 host = testhost
@@ -97,7 +181,7 @@ bind_host = 127.0.0.1
 bind_port = {port}
 state_path = {directory}
 report_interval = 2
-
+{transport}
 [database]
 connection = {database_url}
 
@@ -109,12 +193,14 @@ file_volumes_dir = {volumes}
 [mem]
 volume_driver = memory
 volume_backend_name = mem
-"""
+{mem_capacity}"""
     )
     return config
 
 
 def start_service(directory: Path, database_url: str) -> RunningService:
+    if DISTRIBUTED:
+        return _start_distributed(directory, database_url)
     port = _free_port()
     config = write_config(directory, database_url, port)
     settings = load_settings(config)
@@ -138,6 +224,86 @@ def start_service(directory: Path, database_url: str) -> RunningService:
     return RunningService(
         f"http://127.0.0.1:{port}", service, server, thread, directory / "volumes", config
     )
+
+
+# One vhost per started service, so that two services on the same database (a second
+# service with another policy) never take each other's work, as in embedded mode;
+# all dropped at the end of the session.
+_VHOST_STACK = contextlib.ExitStack()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_vhosts() -> Iterator[None]:
+    yield
+    _VHOST_STACK.close()
+
+
+def _start_distributed(directory: Path, database_url: str) -> RunningService:
+    if reason := dist.rabbit_available():
+        pytest.fail(reason)
+    transport_url = _VHOST_STACK.enter_context(dist.private_vhost(uuid.uuid4().hex[:10]))
+    port = _free_port()
+    config = write_config(directory, database_url, port, transport_url)
+    subprocess.run(
+        [*dist.CINDERBLOCK, "--config", str(config), "db", "upgrade"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    if SEPARATE_VOLUME:
+        parts, roles = RemoteParts(Database(database_url)), ("volume", "scheduler", "api")
+    else:
+        volumes = build(load_settings(config), roles=("volume",), migrate=False)
+        parts, roles = RemoteParts(volumes.db, volumes), ("scheduler", "api")
+    running = RunningService(
+        f"http://127.0.0.1:{port}",
+        parts,
+        None,
+        None,
+        directory / "volumes",
+        config,
+        transport_url=transport_url,
+    )
+    # Logs beside the service's directory: tests compare what is inside it.
+    logs = directory.with_name(f"{directory.name}-logs")
+    logs.mkdir(exist_ok=True)
+    for role in roles:
+        log = (logs / f"{role}.log").open("ab")
+        running.processes[role] = subprocess.Popen(
+            [*dist.CINDERBLOCK, role, "--config", str(config), "--no-migrate"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        _wait_ready(running, logs)
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+def _wait_ready(running: RunningService, logs: Path) -> None:
+    """Until the API answers and the scheduler and both volume services consume their
+    queues, as after an embedded build(). (A volume service consumes once its start-up
+    recovery is done and its stats are in the database and on the scheduler's queue,
+    where the scheduler finds them before any request.)"""
+    deadline = time.monotonic() + 90
+    queues = {"cinder-scheduler", "cinder-volume.testhost@files", "cinder-volume.testhost@mem"}
+    while True:
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{running.url}/", timeout=2).status_code < 500:
+                consumers = dist.queue_consumers(running.transport_url)
+                if all(consumers.get(q) for q in queues):
+                    return
+        dead = [n for n, p in running.processes.items() if p.poll() is not None]
+        if dead or time.monotonic() > deadline:
+            text = "\n".join(
+                f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+                for p in sorted(logs.glob("*.log"))
+            )
+            raise RuntimeError(f"distributed cinderblock not ready ({dead=}):\n{text}")
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
