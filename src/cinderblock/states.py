@@ -113,3 +113,6 @@ VOLUME_RESETTABLE = tuple(
 )
 SNAPSHOT_RESETTABLE = tuple(s for s in SnapshotStatus if s != SnapshotStatus.DELETING)
 MIGRATION_STATUSES = ("migrating", "error", "success", "completing", "none", "starting")
+# migration_status values of a volume no migration is working on: it may change size,
+# take snapshots or start a new migration.
+MIGRATION_IDLE = (None, "error", "success", "none")

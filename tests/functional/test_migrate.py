@@ -343,3 +343,24 @@ def test_crash_recovery_finds_where_the_volume_is(mig: dict[str, Any], admin: Ap
     assert untouched["migration_status"] == "error"
     assert untouched["status"] == "available"
     assert untouched["os-vol-host-attr:host"] == third["os-vol-host-attr:host"]
+
+
+def test_a_migrating_volume_is_neither_extended_nor_snapshotted(
+    mig: dict[str, Any], admin: Api
+) -> None:
+    volume = _on_file_backend(admin)
+    manager = mig["running"].service.managers[f"{mig['host']}@{_backend(volume)}"]
+    with manager.db.session() as session:  # as the source service sets it while it moves
+        volumes_repo.compare_and_swap(session, volume["id"], {}, {"migration_status": "migrating"})
+    resp = admin.post(f"/volumes/{volume['id']}/action", {"os-extend": {"new_size": 2}})
+    _refused(resp, "cannot be extended while it is migrating")
+    resp = admin.post("/snapshots", {"snapshot": {"volume_id": volume["id"]}})
+    _refused(resp, "Snapshot cannot be created while volume is migrating.")
+    shown = admin.get(f"/volumes/{volume['id']}").json()["volume"]
+    assert shown["size"] == 1 and shown["status"] == "available"
+    assert admin.get(f"/snapshots?volume_id={volume['id']}").json()["snapshots"] == []
+    with manager.db.session() as session:
+        volumes_repo.compare_and_swap(session, volume["id"], {}, {"migration_status": "success"})
+    resp = admin.post(f"/volumes/{volume['id']}/action", {"os-extend": {"new_size": 2}})
+    assert resp.status_code == 202, resp.text
+    assert admin.wait_volume(volume["id"])["size"] == 2

@@ -28,7 +28,7 @@ from cinderblock.scheduler.manager import SCHEDULER_TOPIC, volume_properties, vo
 from cinderblock.services.common import ServiceDeps, backend_of
 from cinderblock.services.messages import Action, Detail, Resource
 from cinderblock.services.policy import authorize
-from cinderblock.states import VolumeStatus
+from cinderblock.states import MIGRATION_IDLE, VolumeStatus
 
 if TYPE_CHECKING:
     from cinderblock.scheduler.manager import SchedulerManager
@@ -39,7 +39,7 @@ POLICY = "volume_extension:volume_admin_actions:migrate_volume"
 VOLUME_BINARY = "cinder-volume"
 ACTIVE = ("starting", "migrating", "completing")
 # migration_status values a new migration may start from.
-_MAY_START = (None, "error", "success", "none")
+_MAY_START = MIGRATION_IDLE
 
 _ARGS: dict[str, Any] = {
     "host": {"type": "string", "minLength": 1, "maxLength": 255},

@@ -18,7 +18,7 @@ from cinderblock.scheduler.manager import volume_topic
 from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.services.policy import authorize
 from cinderblock.services.quotas import QuotaEngine, snapshot_deltas
-from cinderblock.states import SNAPSHOT_DELETABLE, SnapshotStatus, VolumeStatus
+from cinderblock.states import MIGRATION_IDLE, SNAPSHOT_DELETABLE, SnapshotStatus, VolumeStatus
 
 DELETE_REFUSED = "Snapshot status must be available or error and must not be part of a group."
 
@@ -59,7 +59,12 @@ class SnapshotService:
             require_capability(self.deps, volume.host, "snapshot", "snapshots")
             # Touch the volume under the status condition: a concurrent delete (which
             # requires "no snapshots") and this insert cannot both win.
-            if not volumes_repo.compare_and_swap(session, volume_id, {"status": allowed}, {}):
+            if volume.migration_status not in MIGRATION_IDLE:
+                raise exc.InvalidVolume(
+                    reason="Snapshot cannot be created while volume is migrating."
+                )
+            idle = {"status": allowed, "migration_status": list(MIGRATION_IDLE)}
+            if not volumes_repo.compare_and_swap(session, volume_id, idle, {}):
                 raise exc.InvalidVolume(
                     reason=f"Volume {volume_id} status must be available, but current status "
                     f"is: {volume.status}."

@@ -22,6 +22,7 @@ from cinderblock.services.common import ServiceDeps, backend_of, require_capabil
 from cinderblock.services.policy import authorize
 from cinderblock.services.quotas import QuotaEngine, volume_deltas
 from cinderblock.states import (
+    MIGRATION_IDLE,
     SNAPSHOT_DELETABLE,
     VOLUME_DELETABLE,
     AttachStatus,
@@ -303,6 +304,10 @@ class VolumeService:
                     reason=f"Volume status must be '{' or '.join(allowed)}' to extend, but "
                     f"current status is: {volume.status}."
                 )
+            if volume.migration_status not in MIGRATION_IDLE:
+                raise exc.InvalidVolume(
+                    reason=f"Volume {volume_id} cannot be extended while it is migrating."
+                )
             if new_size <= volume.size:
                 raise exc.InvalidInput(
                     reason=f"New size for extend must be greater than current size. (current: "
@@ -311,7 +316,11 @@ class VolumeService:
             won = volumes_repo.compare_and_swap(
                 session,
                 volume_id,
-                {"status": volume.status, "size": volume.size},
+                {
+                    "status": volume.status,
+                    "size": volume.size,
+                    "migration_status": list(MIGRATION_IDLE),
+                },
                 {"status": VolumeStatus.EXTENDING, "previous_status": volume.status},
             )
             if not won:
