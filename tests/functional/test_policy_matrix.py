@@ -138,6 +138,14 @@ ROWS: list[Row] = [
     vol_action(
         "os-unmanage", {}, 403, 404, 202, action="volume_extension:volume_unmanage", needs="v"
     ),
+    vol_action(
+        "os-migrate_volume",
+        {"host": "nowhere@nothing"},
+        403,
+        404,
+        400,  # policy passed: no such destination
+        action="volume_extension:volume_admin_actions:migrate_volume",
+    ),
     vol_action("revert", {"snapshot_id": "{snapshot_id}"}, 202, 404, 202, needs="vs"),
     vol_action("os-reserve", {}, 202, 404, 202),
     vol_action("os-unreserve", {}, 202, 404, 202),
