@@ -125,7 +125,6 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     import rados
-
     import rbd
 
     work = Path(tempfile.mkdtemp(prefix="cb-rbd-bench-"))

@@ -90,7 +90,6 @@ def _why_unavailable() -> str | None:
             return f"{tool} is not installed (apt-get install ceph-mon ceph-osd ceph-mgr)"
     try:
         import rados  # noqa: F401
-
         import rbd  # noqa: F401
     except ImportError as exc:
         return f"rados/rbd bindings not importable ({exc}); run scripts/ceph-bindings.sh"
