@@ -54,3 +54,5 @@ for db in postgresql mariadb; do
   echo "== functional tests on $db"
   CINDERBLOCK_TEST_DB=$db "$VENV/bin/pytest" -q tests/functional
 done
+echo "== functional tests, distributed: api and scheduler processes on RabbitMQ + PostgreSQL"
+CINDERBLOCK_TEST_DB=postgresql CINDERBLOCK_TEST_TOPOLOGY=distributed "$VENV/bin/pytest" -q tests/functional
