@@ -60,29 +60,34 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_database(directory: Path, prefix: str = "cb_test") -> Iterator[str]:
+    """A new, empty database on the run's engine (CINDERBLOCK_TEST_DB), dropped afterwards;
+    SQLite: a file in `directory`."""
     kind = os.environ.get("CINDERBLOCK_TEST_DB", "sqlite")
-    name = f"cb_test_{uuid.uuid4().hex[:10]}"
-    if kind == "sqlite" and DISTRIBUTED:
-        raise pytest.UsageError("the distributed topology needs a shared database")
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'cinderblock.sqlite'}"
+        yield f"sqlite:///{directory / f'{prefix}.sqlite'}"
         return
     admin_url = {"postgresql": PG_ADMIN_URL, "mariadb": MARIADB_ADMIN_URL}[kind]
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    url = sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     try:
-        yield url
+        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
-            if kind == "postgresql":
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            else:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+            force = " WITH (FORCE)" if kind == "postgresql" else ""
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if DISTRIBUTED and os.environ.get("CINDERBLOCK_TEST_DB", "sqlite") == "sqlite":
+        raise pytest.UsageError("the distributed topology needs a shared database")
+    with scratch_database(tmp_path_factory.mktemp("db")) as url:
+        yield url
 
 
 @dataclass

@@ -7,7 +7,6 @@ may reach each volume (`driver.exports`).
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from cbhelpers import UNKNOWN_ID, assert_fault, mem_volume
 
-from conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Api, RunningService, start_service
+from conftest import Api, RunningService, scratch_database, start_service
 
 SERVER = "8f6a3b56-3a39-4c1c-9f6e-51f2b7a1d0c4"
 BEGIN_DETACHING_REFUSED = (
@@ -510,22 +509,8 @@ def test_actions_on_other_projects_volumes_are_404(
 @pytest.fixture
 def own_database_url(tmp_path: Path) -> Iterator[str]:
     """A database of this test's own, on the same engine as the rest of the run."""
-    kind = os.environ.get("CINDERBLOCK_TEST_DB", "sqlite")
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'attach-restart.sqlite'}"
-        return
-    admin_url = {"postgresql": PG_ADMIN_URL, "mariadb": MARIADB_ADMIN_URL}[kind]
-    name = f"cb_attach_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if kind == "postgresql" else ""
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
+    with scratch_database(tmp_path, "cb_attach") as url:
+        yield url
 
 
 def test_in_use_volume_survives_a_restart(tmp_path: Path, own_database_url: str) -> None:

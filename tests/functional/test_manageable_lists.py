@@ -7,17 +7,15 @@ listing holds exactly what this module put there.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
-import sqlalchemy as sa
 from cbhelpers import assert_fault, sample_body
 
-from conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Api, RunningService, start_service
+from conftest import Api, RunningService, scratch_database, start_service
 
 GiB = 1024**3
 HOST = "testhost@files"
@@ -38,22 +36,8 @@ def _expected_size(i: int) -> int:
 
 @pytest.fixture(scope="module")
 def module_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    kind = os.environ.get("CINDERBLOCK_TEST_DB", "sqlite")
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('listdb') / 'lists.sqlite'}"
-        return
-    admin_url = {"postgresql": PG_ADMIN_URL, "mariadb": MARIADB_ADMIN_URL}[kind]
-    name = f"cb_lists_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if kind == "postgresql" else ""
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
+    with scratch_database(tmp_path_factory.mktemp("listdb"), "cb_lists") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

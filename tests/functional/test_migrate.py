@@ -3,7 +3,8 @@ file backends (same filesystem: rename; another filesystem: copy) with the data 
 
 Runs on a service of its own (embedded) with three file backends, two in one
 directory tree and one on /dev/shm (another filesystem), plus a small memory
-backend, under a host name of its own in the session's database.
+backend, on a database of its own (the session's database holds other services'
+backends, which its scheduler would otherwise place volumes on).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.embedded import build
 from cinderblock.volume.migrate import DEST_KEY, DEST_LOCATION_KEY
 from cinderblock.volume.recovery import recover_backend
-from conftest import Api, RunningService, _free_port
+from conftest import Api, RunningService, _free_port, scratch_database
 
 MiB = 1024**2
 MARK = b"migrated data \x01\x02\x03" * 100
@@ -34,10 +35,15 @@ SHM = Path("/dev/shm")
 
 
 @pytest.fixture(scope="module")
-def mig(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[dict[str, Any]]:
+def mig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if not SHM.is_dir():
         pytest.skip("no /dev/shm for a second filesystem")
     base = tmp_path_factory.mktemp("migrate")
+    with scratch_database(base, "cb_migrate") as database_url:
+        yield from _migration_service(base, database_url)
+
+
+def _migration_service(base: Path, database_url: str) -> Iterator[dict[str, Any]]:
     host = f"mig{uuid.uuid4().hex[:8]}"
     other_fs = SHM / f"cb-migrate-{uuid.uuid4().hex[:8]}"
     # fd: a file backend the capacity filter always refuses (all of it reserved)

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from cbhelpers import assert_fault, backend_type, file_volume, mem_volume, snapshot
 
 from cinderblock.cli.main import main as cli_main
-from conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Api, RunningService, start_service
+from conftest import Api, RunningService, scratch_database, start_service
 
 GiB = 1024**3
 CONNECTOR = {
@@ -32,22 +32,8 @@ CONNECTOR = {
 @pytest.fixture
 def own_database_url(tmp_path: Path) -> Iterator[str]:
     """A database of this test's own (the audit reads the whole database)."""
-    kind = os.environ.get("CINDERBLOCK_TEST_DB", "sqlite")
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.sqlite'}"
-        return
-    admin_url = {"postgresql": PG_ADMIN_URL, "mariadb": MARIADB_ADMIN_URL}[kind]
-    name = f"cb_audit_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(False)
-    finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if kind == "postgresql" else ""
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
+    with scratch_database(tmp_path, "cb_audit") as url:
+        yield url
 
 
 @pytest.fixture

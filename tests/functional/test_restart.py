@@ -3,7 +3,6 @@ whatever the previous run left in a transitional status."""
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,28 +12,14 @@ import pytest
 import sqlalchemy as sa
 from cbhelpers import head_bytes, read_at, snapshot, write_at
 
-from conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Api, RunningService, start_service
+from conftest import Api, RunningService, scratch_database, start_service
 
 
 @pytest.fixture
 def own_database_url(tmp_path: Path) -> Iterator[str]:
     """A database of this test's own, on the same engine as the rest of the run."""
-    kind = os.environ.get("CINDERBLOCK_TEST_DB", "sqlite")
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restart.sqlite'}"
-        return
-    admin_url = {"postgresql": PG_ADMIN_URL, "mariadb": MARIADB_ADMIN_URL}[kind]
-    name = f"cb_restart_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield sa.engine.make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            force = " WITH (FORCE)" if kind == "postgresql" else ""
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        admin.dispose()
+    with scratch_database(tmp_path, "cb_restart") as url:
+        yield url
 
 
 def _set(url: str, volume_id: str, **values: object) -> None:
