@@ -114,6 +114,7 @@ def load_settings(
             parser.read(path)
         except configparser.Error as exc:
             raise ConfigError(f"cannot parse {path}: {exc}") from exc
+        _unquote_values(parser)
     default = dict(parser["DEFAULT"]) if parser.has_section("DEFAULT") else {}
     default.update(overrides or {})
     database = dict(parser["database"]) if parser.has_section("database") else {}
@@ -218,6 +219,15 @@ def _check_policy_file(path: str) -> None:
         load_enforcer(path)
     except PolicyFileError as exc:
         raise ConfigError(str(exc)) from exc
+
+
+def _unquote_values(parser: configparser.ConfigParser) -> None:
+    """Strip one pair of matching quotes around a value, as cinder.conf readers do:
+    `filter_function = "volume.size < 5"` is the expression, not a string literal."""
+    for section in parser.sections():
+        for key, value in parser.items(section):
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+                parser.set(section, key, value[1:-1])
 
 
 def _keystone_settings(parser: configparser.ConfigParser) -> KeystoneAuthSettings:
