@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, TypeVar
 
-from cinderblock.drivers.refs import GiB, ManageableEntry
+from cinderblock.drivers.refs import GiB, ManageableEntry, VolumeRef
 from cinderblock.exceptions import InvalidInput, ManageExistingInvalidReference
 
 # --- reason codes (listings and manage time) ---------------------------------------
@@ -49,6 +49,17 @@ MANAGE_CODES = LISTING_CODES | {BAD_REFERENCE, NOT_FOUND, WRONG_KIND, NAME_TAKEN
 
 # Cinder's (LVM driver) wording for the two reasons every backend has.
 REASON_ALREADY_MANAGED = "already managed"
+
+
+def managed_names(volumes: Iterable[VolumeRef]) -> dict[str, str]:
+    """Backend object name -> volume id for the volumes the service already manages
+    (by their name and by their provider_location)."""
+    managed: dict[str, str] = {}
+    for vol in volumes:
+        for name in (vol.name, vol.provider_location):
+            if name:
+                managed[name] = vol.id
+    return managed
 
 
 def reason_in_use(*, snapshots: bool) -> str:

@@ -154,11 +154,7 @@ class FileManageMixin(FileLayout):
         sort_keys: Sequence[str],
         sort_dirs: Sequence[str],
     ) -> list[ManageableEntry]:
-        managed: dict[str, str] = {}
-        for vol in cinder_volumes:
-            for name in (vol.name, vol.provider_location):
-                if name:
-                    managed[name] = vol.id
+        managed = mg.managed_names(cinder_volumes)
         return self._listing(managed, False, marker, limit, offset, sort_keys, sort_dirs)
 
     def _listing(

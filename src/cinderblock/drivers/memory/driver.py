@@ -467,11 +467,7 @@ class MemoryDriver(
         sort_dirs: Sequence[str],
     ) -> list[ManageableEntry]:
         with self._op("get_manageable_volumes"):
-            managed: dict[str, str] = {}
-            for vol in cinder_volumes:
-                for name in (vol.name, vol.provider_location):
-                    if name:
-                        managed[name] = vol.id
+            managed = mg.managed_names(cinder_volumes)
             return self._listing(managed, False, marker, limit, offset, sort_keys, sort_dirs)
 
     def get_manageable_snapshots(

@@ -144,11 +144,7 @@ class RbdManageMixin:
         sort_keys: Sequence[str],
         sort_dirs: Sequence[str],
     ) -> list[ManageableEntry]:
-        managed: dict[str, str] = {}
-        for vol in cinder_volumes:
-            for name in (vol.name, vol.provider_location):
-                if name:
-                    managed[name] = vol.id
+        managed = mg.managed_names(cinder_volumes)
         spec = mg.sort_spec(sort_keys, sort_dirs)
         with self.cluster.ioctx() as ioctx:
             names = sorted(rbd.RBD().list(ioctx))
