@@ -44,10 +44,12 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        """A transaction that only reads: on SQLite it neither waits for nor blocks
-        writers (it must not write; use session() for that). Elsewhere the same as
-        session()."""
-        with self._read_sessions.begin() as session:
+        """A transaction that only reads (a flush raises; use session() to write).
+
+        On SQLite it still queues on this process's lock: letting reads run beside the
+        writer measured far slower (200 creates by 20 clients: 34 -> 6 vol/s), as
+        readers then meet SQLite's sleeping busy handler instead of the lock."""
+        with self._write_lock or nullcontext(), self._read_sessions.begin() as session:
             yield session
 
     def upgrade(self) -> None:
