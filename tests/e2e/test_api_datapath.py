@@ -21,14 +21,12 @@ import pytest
 from .tgt_support import (
     DataPathService,
     Tgtd,
-    _free_control_port,
-    _free_port,
     assert_ok,
     connector,
     file_has,
     image_opts,
     qemu_io,
-    skip_unless_tgt_can_run,
+    running_tgtd,
 )
 
 MiB = 1024**2
@@ -36,13 +34,8 @@ MiB = 1024**2
 
 @pytest.fixture(scope="module")
 def tgtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tgtd]:
-    skip_unless_tgt_can_run()
-    daemon = Tgtd(_free_control_port(), _free_port(), tmp_path_factory.mktemp("tgtd") / "log")
-    daemon.start()
-    try:
+    with running_tgtd(tmp_path_factory.mktemp("tgtd") / "log") as daemon:
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture(scope="module")

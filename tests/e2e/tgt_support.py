@@ -16,6 +16,8 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,3 +329,15 @@ def capacity(data: dict[str, Any], initiator: str) -> int:
     )
     assert done.returncode == 0, done.stderr
     return int(json.loads(done.stdout)["virtual-size"])
+
+
+@contextmanager
+def running_tgtd(log: Path) -> Iterator[Tgtd]:
+    """A private tgtd on free ports (skips the test where tgtd cannot run), stopped after."""
+    skip_unless_tgt_can_run()
+    daemon = Tgtd(_free_control_port(), _free_port(), log)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
