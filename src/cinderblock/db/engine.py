@@ -10,9 +10,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-# Execution option marking a connection whose transactions only read.
-READ_ONLY_OPTION = "cinderblock_read_only"
-
 
 def normalise_url(url: str) -> str:
     """Pick the drivers we ship with when the URL names only the database kind."""
@@ -51,12 +48,7 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn: Any) -> None:
-            # Read-only transactions (Database.read) take no write lock: in WAL mode
-            # they see a consistent snapshot while a writer works.
-            if conn.get_execution_options().get(READ_ONLY_OPTION):
-                conn.exec_driver_sql("BEGIN DEFERRED")
-            else:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
     kwargs.update(pool_pre_ping=True, pool_size=20, max_overflow=20, pool_recycle=3600)
@@ -65,6 +57,5 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, **kwargs)
 
 
-def make_session_factory(engine: Engine, read_only: bool = False) -> sessionmaker[Session]:
-    bind = engine.execution_options(**{READ_ONLY_OPTION: True}) if read_only else engine
-    return sessionmaker(bind=bind, expire_on_commit=False, future=True)
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False, future=True)
