@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from cbhelpers import assert_fault, backend_type, file_volume, mem_volume, snapshot, volume_ids
 
 from conftest import Api, RunningService
@@ -620,3 +621,22 @@ def test_racing_creates_and_deletes_keep_usage_exact(api: Api) -> None:
     assert all(r.status_code in (202, 413) for r in responses)
     assert sorted(volume_ids(api)) == sorted(made)
     assert usage(api, "volumes") == (len(made), 0)
+
+
+def test_usage_rows_removed_behind_the_services_back_are_made_again(
+    api: Api, cinder: RunningService
+) -> None:
+    """The API remembers which usage rows exist (to charge them with one locking read);
+    rows that vanish anyway (an operator's cleanup) are created again, and counted right."""
+    mem_volume(api, size=2)
+    with cinder.service.db.session() as session:
+        session.execute(
+            sa.text("DELETE FROM quota_usages WHERE project_id = :p"), {"p": api.project}
+        )
+    mem_volume(api, size=3)
+    assert usage(api, "volumes") == (1, 0)
+    assert usage(api, "gigabytes") == (3, 0)
+    set_quota(api, gigabytes=4)
+    assert_fault(api.post("/volumes", {"volume": {"size": 2}}), 413, gigabytes_over(2, 4, 3))
+    mem_volume(api, size=1)
+    assert usage(api, "gigabytes") == (4, 0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from cinderblock import exceptions as exc
 
@@ -18,6 +18,7 @@ FAULT_KEYS = {
     501: "notImplemented",
     503: "serviceUnavailable",
 }
+DATABASE_LOST = "The connection to the database was lost; retry the request."
 GENERIC_500 = "The server has either erred or is incapable of performing the requested operation."
 DUPLICATE_KEY = (
     "A key in the request is already stored (MySQL and MariaDB take keys that differ only in "
@@ -38,6 +39,10 @@ def fault_for(error: BaseException) -> tuple[int, dict[str, dict[str, object]]]:
         # A unique (owner, key) index refused a row: a conflict with what is stored (or
         # with a concurrent write of the same key), not a server fault.
         return 409, fault_body(409, DUPLICATE_KEY)
+    if isinstance(error, DBAPIError) and error.connection_invalidated:
+        # The database went away under the request (a restart): the pool has been
+        # emptied and the next request reconnects.
+        return 503, fault_body(503, DATABASE_LOST)
     return 500, fault_body(500, GENERIC_500)
 
 

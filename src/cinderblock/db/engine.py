@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+
+# A pooled connection idle longer than this is pinged before it is handed out.
+PING_AFTER_IDLE_S = 2.0
 
 
 def normalise_url(url: str) -> str:
@@ -51,10 +56,37 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    kwargs.update(pool_pre_ping=True, pool_size=20, max_overflow=20, pool_recycle=3600)
+    kwargs.update(pool_size=20, max_overflow=20, pool_recycle=3600)
     if parsed.get_backend_name() == "mysql":
         kwargs["isolation_level"] = "READ COMMITTED"
-    return create_engine(url, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled connection before use only if it sat idle a while.
+
+    SQLAlchemy's pool_pre_ping costs a round trip on every checkout (every transaction);
+    a connection in steady use proves itself alive anyway. One found dead makes the pool
+    start a new one; one that dies while in use invalidates the whole pool (and that
+    request gets a 503, see api/errors.py)."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as err:
+            raise DisconnectionError(str(err)) from err
+        if not alive:
+            raise DisconnectionError("the connection did not answer a ping")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -244,42 +244,51 @@ class SchedulerManager:
             caps["free_capacity_gb"] = pool.cap_float("free_capacity_gb") - size
 
     def create_volume(
-        self, context: dict[str, Any], volume_id: str, required_backend: str | None = None
+        self,
+        context: dict[str, Any],
+        volume_id: str,
+        required_backend: str | None = None,
+        request_spec: dict[str, Any] | None = None,
     ) -> None:
+        """Place a new volume. The API sends the request spec along; recovery does not,
+        and the spec is then read from the row. Placing is a compare-and-swap on
+        (creating, no host), so a duplicate or late message places nothing twice."""
         ctx = RequestContext.from_dict(context)
-        with self.db.read() as session:
-            volume = volumes_repo.get(session, volume_id)
-            if volume.status != VolumeStatus.CREATING or volume.host:
-                return
-            specs = types_repo.extra_specs_of(volume.volume_type)
-            spec = RequestSpec(
-                size=volume.size,
-                extra_specs={k: v for k, v in specs.items() if v is not None},
-                availability_zone=volume.availability_zone,
-                required_backend=required_backend,
-                volume=volume_properties(volume),
-            )
-            project_id = volume.project_id
+        if request_spec is not None:
+            spec = RequestSpec.from_dict(request_spec)
+        else:
+            with self.db.read() as session:
+                volume = volumes_repo.get(session, volume_id)
+                if volume.status != VolumeStatus.CREATING or volume.host:
+                    return
+                specs = types_repo.extra_specs_of(volume.volume_type)
+                spec = RequestSpec(
+                    size=volume.size,
+                    extra_specs={k: v for k, v in specs.items() if v is not None},
+                    availability_zone=volume.availability_zone,
+                    required_backend=required_backend,
+                    volume=volume_properties(volume),
+                )
         pool = self.choose(spec)
         if pool is None:
             with self.db.session() as session:
-                volumes_repo.compare_and_swap(
+                if volumes_repo.compare_and_swap(
                     session,
                     volume_id,
                     {"status": VolumeStatus.CREATING, "host": None},
                     {"status": VolumeStatus.ERROR},
-                )
-                self.messages.record(
-                    ctx,
-                    project_id,
-                    Resource.VOLUME,
-                    volume_id,
-                    Action.SCHEDULE_ALLOCATE_VOLUME,
-                    Detail.NO_BACKEND,
-                    session=session,
-                )
+                ):
+                    self.messages.record(
+                        ctx,
+                        str(spec.volume.get("project_id") or ctx.project_id),
+                        Resource.VOLUME,
+                        volume_id,
+                        Action.SCHEDULE_ALLOCATE_VOLUME,
+                        Detail.NO_BACKEND,
+                        session=session,
+                    )
             return
-        with self.db.session() as session:
+        with self.db.one_statement() as session:
             won = volumes_repo.compare_and_swap(
                 session,
                 volume_id,
@@ -292,6 +301,8 @@ class SchedulerManager:
                 "create_volume",
                 context=context,
                 volume_id=volume_id,
+                request_spec=spec.to_dict() if request_spec is not None else None,
+                host=pool.name,
             )
 
     def recover(self) -> None:

@@ -26,7 +26,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from cinderblock import exceptions as exc
@@ -73,6 +73,7 @@ class QuotaEngine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._known_rows: set[tuple[str, str]] = set()
+        self._prepared: set[str] = set()
         self._guard = threading.Lock()
 
     @classmethod
@@ -124,18 +125,34 @@ class QuotaEngine:
         """Make sure the project's usage rows exist, in a transaction of their own, before
         a transaction that charges them starts (see repo/quotas.py: on MariaDB creating
         them inside the charging transactions can deadlock). SQLite needs none of this;
-        its writers are serialised. Call it outside any open session."""
+        its writers are serialised. Call it outside any open session. Free once this
+        process has prepared the project (rows of a type made later are created by
+        `charge`, also in a transaction of their own)."""
         if db.engine.dialect.name == "sqlite":
             return
         wanted = set(resources)
+        with self._guard:
+            if project_id in self._prepared and self._known(project_id, wanted):
+                return
         with db.session() as session:
             names = self.type_names(session)
-            wanted.update(COUNTED)
-            wanted.update(f"{r}_{n}" for n in names for r in PER_TYPE)
-            with self._guard:
-                missing = {r for r in wanted if (project_id, r) not in self._known_rows}
-            if missing:
-                quotas_repo.ensure(session, project_id, missing)
+        wanted.update(COUNTED)
+        wanted.update(f"{r}_{n}" for n in names for r in PER_TYPE)
+        self._create_rows(db.engine, project_id, wanted)
+        with self._guard:
+            self._prepared.add(project_id)
+
+    def _known(self, project_id: str, resources: Iterable[str]) -> bool:
+        return all((project_id, r) in self._known_rows for r in resources)
+
+    def _create_rows(self, bind: Engine, project_id: str, resources: Iterable[str]) -> None:
+        """Create the missing usage rows in a short transaction on a connection of its own."""
+        with self._guard:
+            missing = {r for r in resources if (project_id, r) not in self._known_rows}
+        if not missing:
+            return
+        with Session(bind) as session, session.begin():
+            quotas_repo.ensure(session, project_id, missing)
         with self._guard:
             self._known_rows.update((project_id, r) for r in missing)
 
@@ -155,24 +172,47 @@ class QuotaEngine:
         kind: str,
         requested: int,
         reserve: bool = False,
+        size_cap: int | None = None,
     ) -> None:
         """Check and charge in the caller's transaction; raise the Cinder error when over.
 
         `kind` ("volumes" or "snapshots") picks the error for a count over quota;
-        `requested` is the size named in a gigabytes error.
+        `requested` is the size named in a gigabytes error; `size_cap`, a new volume's
+        size, is checked against per_volume_gigabytes first (read with the other limits).
         """
         deltas = {r: n for r, n in deltas.items() if n}
         if not deltas:
+            if size_cap is not None:
+                self.check_volume_size(session, project_id, size_cap)
             return
-        usage = quotas_repo.lock(session, project_id, deltas)
+        bind = session.get_bind()
+        usage = None
+        if bind.dialect.name != "sqlite" and isinstance(bind, Engine):
+            self._create_rows(bind, project_id, deltas)
+            # The ledger needs no lock: write it first, so that only the check and the
+            # counter update (two statements and the commit) run under the row locks.
+            quotas_repo.record(session, project_id, object_id, deltas, reserved=reserve)
+            usage = quotas_repo.lock_existing(session, project_id, deltas)
+            if usage is None:  # a row vanished under us: create it under the lock
+                usage = quotas_repo.lock(session, project_id, deltas)
+            recorded = True
+        else:
+            usage = quotas_repo.lock(session, project_id, deltas)
+            recorded = False
         # Read after the locks: a limit an admin changed while we waited is seen here.
         hard = quotas_repo.hard_limits(session, project_id)
+        if size_cap is not None:
+            cap = hard.get(PER_VOLUME, self._default_of(PER_VOLUME))
+            if cap >= 0 and size_cap > cap:
+                raise exc.VolumeSizeExceedsLimit(size=size_cap, limit=cap)
         for resource, amount in deltas.items():
             limit = hard.get(resource, self._default_of(resource))
             used = usage.get(resource, quotas_repo.Usage())
             if amount > 0 and limit >= 0 and used.consumed + amount > limit:
                 raise _over_quota(kind, resource, limit, used.consumed, requested)
-        quotas_repo.apply(session, project_id, object_id, deltas, reserved=reserve, locked=True)
+        if not recorded:
+            quotas_repo.record(session, project_id, object_id, deltas, reserved=reserve)
+        quotas_repo.add_all(session, project_id, deltas, reserved=reserve)
 
     # --- quota sets (API) ----------------------------------------------------------
     def quota_set(self, session: Session, project_id: str, usage: bool) -> dict[str, Any]:

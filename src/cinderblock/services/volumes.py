@@ -17,7 +17,8 @@ from cinderblock.db.query import ListParams
 from cinderblock.db.repo import snapshots as snapshots_repo
 from cinderblock.db.repo import types as types_repo
 from cinderblock.db.repo import volumes as volumes_repo
-from cinderblock.scheduler.manager import SCHEDULER_TOPIC, volume_topic
+from cinderblock.scheduler.filters import RequestSpec
+from cinderblock.scheduler.manager import SCHEDULER_TOPIC, volume_properties, volume_topic
 from cinderblock.services.common import ServiceDeps, backend_of, require_capability, scope
 from cinderblock.services.policy import authorize
 from cinderblock.services.quotas import QuotaEngine, volume_deltas
@@ -158,10 +159,12 @@ class VolumeService:
             else:
                 volume_type = source_type or self.resolve_type(session, None)
             zone = zone or self.settings.storage_availability_zone
-            if zone not in self.known_zones(session):
+            # This service's own zone is always known; others are asked of the database.
+            if zone != self.settings.storage_availability_zone and zone not in self.known_zones(
+                session
+            ):
                 raise exc.InvalidAvailabilityZone(az=zone)
             specs = types_repo.extra_specs_of(volume_type)
-            quotas.check_volume_size(session, str(ctx.project_id), size)
             volume = volumes_repo.create(
                 session,
                 {
@@ -187,6 +190,15 @@ class VolumeService:
             )
             volume.volume_type = volume_type
             volume_id = volume.id
+            # What the scheduler and the volume service need travels with the message, as
+            # Cinder's request spec does: neither reads the row back on the way.
+            request_spec = RequestSpec(
+                size=size,
+                extra_specs={k: v for k, v in specs.items() if v is not None},
+                availability_zone=zone,
+                required_backend=required_backend,
+                volume=volume_properties(volume),
+            ).to_dict()
             # Same transaction as the insert: over quota leaves no row behind.
             quotas.charge(
                 session,
@@ -195,6 +207,7 @@ class VolumeService:
                 volume_deltas(size, volume_type.name),
                 kind="volumes",
                 requested=size,
+                size_cap=size,
             )
         self.deps.transport.cast(
             SCHEDULER_TOPIC,
@@ -202,6 +215,7 @@ class VolumeService:
             context=ctx.to_dict(),
             volume_id=volume_id,
             required_backend=required_backend,
+            request_spec=request_spec,
         )
         return volume
 

@@ -33,7 +33,7 @@ from cinderblock.drivers.base import (
     SnapshotVD,
     capabilities_of,
 )
-from cinderblock.drivers.refs import ModelUpdate
+from cinderblock.drivers.refs import ModelUpdate, VolumeRef
 from cinderblock.services.messages import Action, Detail, MessageRecorder, Resource
 from cinderblock.services.quotas import QuotaEngine
 from cinderblock.states import SnapshotStatus, VolumeStatus
@@ -166,21 +166,37 @@ class VolumeManager(ManageOps, AttachOps, RepairOps, MigrateOps):
             raise exc.VolumeDriverNotInitialized()
 
     # --- volumes -----------------------------------------------------------------
-    def create_volume(self, context: dict[str, Any], volume_id: str) -> None:
+    def create_volume(
+        self,
+        context: dict[str, Any],
+        volume_id: str,
+        request_spec: dict[str, Any] | None = None,
+        host: str | None = None,
+    ) -> None:
         ctx = RequestContext.from_dict(context)
-        with self.db.session() as session:
-            volume = volumes_repo.get(session, volume_id)
-            if volume.status != VolumeStatus.CREATING:
-                return  # already handled (duplicate delivery or recovery)
-            ref = volume_ref(volume)
-            project_id = volume.project_id
-            snapshot_id, source_volid = volume.snapshot_id, volume.source_volid
-            snap_ref = src_ref = None
-            if snapshot_id:
-                snapshot = snapshots_repo.get(session, snapshot_id)
-                snap_ref = snapshot_ref(snapshot, volumes_repo.get(session, snapshot.volume_id))
-            if source_volid:
-                src_ref = volume_ref(volumes_repo.get(session, source_volid))
+        snap_ref = src_ref = None
+        fresh = _new_volume_ref(volume_id, request_spec, host)
+        if fresh is not None:
+            # A new, empty volume described by the message: only its status is read.
+            with self.db.read() as session:
+                if volumes_repo.status_of(session, volume_id) != VolumeStatus.CREATING:
+                    return  # already handled (duplicate delivery or recovery)
+            ref, project_id = fresh, fresh.project_id
+            snapshot_id = source_volid = None
+        else:
+            with self.db.session() as session:
+                volume = volumes_repo.get(session, volume_id)
+                if volume.status != VolumeStatus.CREATING:
+                    return  # already handled (duplicate delivery or recovery)
+                ref = volume_ref(volume)
+                project_id = volume.project_id
+                snapshot_id, source_volid = volume.snapshot_id, volume.source_volid
+                if snapshot_id:
+                    snapshot = snapshots_repo.get(session, snapshot_id)
+                    source = volumes_repo.get(session, snapshot.volume_id)
+                    snap_ref = snapshot_ref(snapshot, source)
+                if source_volid:
+                    src_ref = volume_ref(volumes_repo.get(session, source_volid))
         action = Action.CREATE_VOLUME_FROM_SOURCE if (snap_ref or src_ref) else Action.CREATE_VOLUME
         try:
             self._require_driver()
@@ -201,7 +217,7 @@ class VolumeManager(ManageOps, AttachOps, RepairOps, MigrateOps):
                 ctx, volume_id, project_id, VolumeStatus.CREATING, VolumeStatus.ERROR, action, err
             )
             return
-        with self.db.session() as session:
+        with self.db.one_statement() as session:
             won = volumes_repo.compare_and_swap(
                 session,
                 volume_id,
@@ -523,3 +539,23 @@ class VolumeManager(ManageOps, AttachOps, RepairOps, MigrateOps):
 
     def ping(self) -> str:
         return utcnow().isoformat()
+
+
+def _new_volume_ref(
+    volume_id: str, request_spec: dict[str, Any] | None, host: str | None
+) -> VolumeRef | None:
+    """The driver's view of a new empty volume from the scheduler's message; None when the
+    message does not describe one (recovery, sources to copy: the row is read then)."""
+    if request_spec is None or host is None:
+        return None
+    props = request_spec.get("volume") or {}
+    if props.get("id") != volume_id or props.get("snapshot_id") or props.get("source_volid"):
+        return None
+    return VolumeRef(
+        id=volume_id,
+        size=int(request_spec["size"]),
+        project_id=str(props.get("project_id") or ""),
+        host=host,
+        volume_type_id=props.get("volume_type_id"),
+        extra_specs=dict(request_spec.get("extra_specs") or {}),
+    )

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -45,7 +45,7 @@ class Usage:
         return self.in_use + self.reserved
 
 
-def _insert(session: Session) -> Any:
+def _upsert_of(session: Session) -> Any:
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         return postgresql.insert
@@ -66,14 +66,14 @@ def ensure(session: Session, project_id: str, resources: Iterable[str]) -> None:
             )
         )
     )
-    insert = _insert(session)
+    upsert = _upsert_of(session)
     for resource in wanted:
         if resource in have:
             continue
-        stmt = insert(QuotaUsage).values(
+        stmt = upsert(QuotaUsage).values(
             project_id=project_id, resource=resource, in_use=0, reserved=0
         )
-        if insert is mysql.insert:
+        if upsert is mysql.insert:
             stmt = stmt.prefix_with("IGNORE")
         else:
             stmt = stmt.on_conflict_do_nothing(index_elements=["project_id", "resource"])
@@ -83,13 +83,13 @@ def ensure(session: Session, project_id: str, resources: Iterable[str]) -> None:
 def lock(session: Session, project_id: str, resources: Iterable[str]) -> dict[str, Usage]:
     """Lock (creating if needed) the usage rows; the locks last until the transaction ends."""
     wanted = sorted(set(resources))
-    insert = _insert(session)
+    upsert = _upsert_of(session)
     table = QuotaUsage.__table__
     for resource in wanted:
-        stmt = insert(QuotaUsage).values(
+        stmt = upsert(QuotaUsage).values(
             project_id=project_id, resource=resource, in_use=0, reserved=0
         )
-        if insert is mysql.insert:
+        if upsert is mysql.insert:
             stmt = stmt.on_duplicate_key_update(in_use=table.c.in_use)
         else:
             stmt = stmt.on_conflict_do_update(
@@ -104,6 +104,64 @@ def lock(session: Session, project_id: str, resources: Iterable[str]) -> dict[st
         .with_for_update()
     ).all()
     return {r.resource: Usage(r.in_use, r.reserved) for r in rows}
+
+
+def lock_existing(
+    session: Session, project_id: str, resources: Iterable[str]
+) -> dict[str, Usage] | None:
+    """Lock usage rows known to exist with one statement, in sorted order (the order every
+    charge and release takes them). None when a row is missing: use `lock()` then."""
+    wanted = sorted(set(resources))
+    rows = session.execute(
+        select(QuotaUsage.resource, QuotaUsage.in_use, QuotaUsage.reserved)
+        .where(QuotaUsage.project_id == project_id, QuotaUsage.resource.in_(wanted))
+        .order_by(QuotaUsage.resource)
+        .with_for_update()
+    ).all()
+    if len(rows) != len(wanted):
+        return None
+    return {r.resource: Usage(r.in_use, r.reserved) for r in rows}
+
+
+def record(
+    session: Session,
+    project_id: str,
+    object_id: str,
+    deltas: Mapping[str, int],
+    *,
+    reserved: bool = False,
+) -> None:
+    """Write the ledger rows of a charge (one statement); the counters are `add_all`'s."""
+    now = utcnow()
+    session.execute(
+        insert(QuotaCharge),
+        [
+            {
+                "object_id": object_id,
+                "project_id": project_id,
+                "resource": resource,
+                "amount": amount,
+                "reserved": reserved,
+                "created_at": now,
+            }
+            for resource, amount in sorted(deltas.items())
+        ],
+    )
+
+
+def add_all(
+    session: Session, project_id: str, deltas: Mapping[str, int], *, reserved: bool = False
+) -> None:
+    """Add `deltas` to the counters of rows the caller holds, in one statement (a counter
+    never goes below zero, as in `_add`)."""
+    column = QuotaUsage.reserved if reserved else QuotaUsage.in_use
+    total = column + case(dict(deltas), value=QuotaUsage.resource, else_=0)
+    session.execute(
+        update(QuotaUsage)
+        .where(QuotaUsage.project_id == project_id, QuotaUsage.resource.in_(sorted(deltas)))
+        .values({column.key: case((total < 0, 0), else_=total), "updated_at": utcnow()})
+        .execution_options(synchronize_session=False)
+    )
 
 
 def usages(session: Session, project_id: str) -> dict[str, Usage]:

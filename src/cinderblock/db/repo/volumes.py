@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import delete, exists, func, literal, select, union_all, update
 from sqlalchemy.orm import Session
 
 from cinderblock import exceptions as exc
@@ -72,6 +72,11 @@ def get(session: Session, volume_id: str, project_id: str | None = None) -> Volu
     if volume is None:
         raise exc.VolumeNotFound(volume_id=volume_id)
     return volume
+
+
+def status_of(session: Session, volume_id: str) -> str | None:
+    """The volume's status alone (None: no such volume)."""
+    return session.scalar(select(Volume.status).where(Volume.id == volume_id))
 
 
 def lock(session: Session, volume_id: str) -> None:
@@ -149,34 +154,64 @@ def list_page(session: Session, project_id: str | None, params: ListParams) -> V
 
 def page_of_one(session: Session, volume_id: str, project_id: str | None) -> VolumePage:
     """One volume the way list_page reads them (no ORM objects: show is polled hard);
-    no rows if it does not exist or belongs to another project."""
-    stmt = select(Volume.__table__).where(Volume.id == volume_id)
+    no rows if it does not exist or belongs to another project. The type's name comes
+    with the row, so a volume without metadata or attachments costs one statement."""
+    stmt = (
+        select(
+            Volume.__table__,
+            VolumeType.name.label("volume_type_name"),
+            exists()
+            .where(VolumeMetadata.volume_id == Volume.id)
+            .correlate(Volume)
+            .label("has_metadata"),
+            exists()
+            .where(VolumeAdminMetadata.volume_id == Volume.id)
+            .correlate(Volume)
+            .label("has_admin_metadata"),
+        )
+        .outerjoin(VolumeType, VolumeType.id == Volume.volume_type_id)
+        .where(Volume.id == volume_id)
+    )
     if project_id is not None:
         stmt = stmt.where(Volume.project_id == project_id)
-    return _page_of_rows(session, list(session.execute(stmt)), None)
+    rows = list(session.execute(stmt))
+    types = {r.volume_type_id: r.volume_type_name for r in rows if r.volume_type_name}
+    bare = all(not (r.has_metadata or r.has_admin_metadata) for r in rows)
+    return _page_of_rows(session, rows, None, types, with_metadata=not bare)
 
 
-def _page_of_rows(session: Session, rows: list[Any], count: int | None) -> VolumePage:
+def _page_of_rows(
+    session: Session,
+    rows: list[Any],
+    count: int | None,
+    type_names: dict[str, str] | None = None,
+    *,
+    with_metadata: bool = True,
+) -> VolumePage:
     metadata: dict[str, dict[str, str]] = {}
     admin: dict[str, dict[str, str]] = {}
-    ids = [row.id for row in rows]
+    ids = [row.id for row in rows] if with_metadata else []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
-        for vid, key, value in session.execute(
-            select(VolumeMetadata.volume_id, VolumeMetadata.key, VolumeMetadata.value).where(
-                VolumeMetadata.volume_id.in_(chunk)
-            )
-        ):
-            metadata.setdefault(vid, {})[key] = value
-        for vid, key, value in session.execute(
+        both = union_all(
             select(
-                VolumeAdminMetadata.volume_id, VolumeAdminMetadata.key, VolumeAdminMetadata.value
-            ).where(VolumeAdminMetadata.volume_id.in_(chunk))
-        ):
-            admin.setdefault(vid, {})[key] = value
+                literal(False).label("admin"),
+                VolumeMetadata.volume_id,
+                VolumeMetadata.key,
+                VolumeMetadata.value,
+            ).where(VolumeMetadata.volume_id.in_(chunk)),
+            select(
+                literal(True).label("admin"),
+                VolumeAdminMetadata.volume_id,
+                VolumeAdminMetadata.key,
+                VolumeAdminMetadata.value,
+            ).where(VolumeAdminMetadata.volume_id.in_(chunk)),
+        )
+        for is_admin, vid, key, value in session.execute(both):
+            (admin if is_admin else metadata).setdefault(vid, {})[key] = value
     type_ids = {row.volume_type_id for row in rows}
-    type_names: dict[str, str] = {}
-    if type_ids:
+    type_names = type_names or {}
+    if type_ids and not type_ids <= type_names.keys():
         query = select(VolumeType.id, VolumeType.name).where(VolumeType.id.in_(type_ids))
         type_names = {type_id: name for type_id, name in session.execute(query)}
     attached_ids = [row.id for row in rows if row.attach_status != "detached"]
