@@ -65,6 +65,8 @@ class Settings:
     default_volume_type: str = "__DEFAULT__"
     osapi_max_limit: int = 1000
     max_request_body_size: int = 114688
+    # Request handlers one API process runs at once (the rest queue): see concurrency.py.
+    api_handler_slots: int = 4
     public_endpoint: str | None = None
     state_path: str = "./var"
     database_url: str = ""
@@ -173,6 +175,7 @@ def load_settings(
         default_volume_type=default.get("default_volume_type", "__DEFAULT__"),
         osapi_max_limit=get_int("osapi_max_limit", 1000),
         max_request_body_size=get_int("max_request_body_size", 114688),
+        api_handler_slots=max(1, get_int("api_handler_slots", 4)),
         public_endpoint=default.get("public_endpoint") or None,
         state_path=state_path,
         database_url=url,

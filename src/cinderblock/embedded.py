@@ -18,6 +18,7 @@ from typing import Any
 from starlette.applications import Starlette
 
 from cinderblock.api.app import create_app
+from cinderblock.concurrency import RunSlots
 from cinderblock.config import Settings
 from cinderblock.db.database import Database
 from cinderblock.db.repo import services as services_repo
@@ -128,7 +129,13 @@ def build(
             settings.transport_url or None, call_timeout=settings.rpc_call_timeout
         )
     messages = MessageRecorder(db, settings.message_ttl)
-    deps = ServiceDeps(settings=settings, db=db, transport=transport, messages=messages)
+    deps = ServiceDeps(
+        settings=settings,
+        db=db,
+        transport=transport,
+        messages=messages,
+        run_slots=RunSlots(settings.api_handler_slots),
+    )
     embedded = Embedded(settings=settings, db=db, transport=transport, deps=deps)
     deps.capabilities_of = _CapabilityCache(db, embedded.managers)
     if "scheduler" in roles:

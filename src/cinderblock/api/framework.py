@@ -214,7 +214,7 @@ def endpoint(
                 project_in_url=project is not None,
                 raw_body=raw,
             )
-            reply = await run_in_threadpool(handler, api_request, **params)
+            reply = await run_in_threadpool(_in_slot, deps, handler, api_request, params)
         except Exception as err:  # every error becomes a Cinder fault body
             status, body = fault_for(err)
             if status >= 500 and not isinstance(err, exc.CinderblockError):
@@ -226,6 +226,11 @@ def endpoint(
         return json_response(reply.status, reply.body, version, request_id, reply.headers)
 
     return run
+
+
+def _in_slot(deps: ServiceDeps, handler: Handler, request: ApiRequest, params: Any) -> Reply:
+    with deps.run_slots.held():
+        return handler(request, **params)
 
 
 def _may_write(ctx: RequestContext) -> bool:

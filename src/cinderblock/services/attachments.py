@@ -50,7 +50,8 @@ class AttachmentService:
             raise exc.InvalidVolume(reason="The volume is not on any backend.")
         backend = backend_of(volume.host)
         try:
-            return self.deps.transport.call(volume_topic(backend), method, **kwargs)
+            with self.deps.run_slots.lent():
+                return self.deps.transport.call(volume_topic(backend), method, **kwargs)
         except CallTimeout as err:
             raise exc.VolumeServiceUnreachable(host=backend) from err
         except exc.DriverError as err:

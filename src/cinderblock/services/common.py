@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from cinderblock import exceptions as exc
+from cinderblock.concurrency import RunSlots
 from cinderblock.config import Settings
 from cinderblock.context import RequestContext
 from cinderblock.db.database import Database
@@ -30,6 +31,8 @@ class ServiceDeps:
     capabilities_of: Callable[[str], frozenset[str] | None] = field(default=lambda _host: None)
     # Per-process quota engine; QuotaEngine.for_deps builds it on first use.
     quotas: QuotaEngine | None = None
+    # Handlers running at once (api_handler_slots); RPC waits lend theirs.
+    run_slots: RunSlots = field(default_factory=lambda: RunSlots(4))
 
 
 def scope(ctx: RequestContext) -> str | None:

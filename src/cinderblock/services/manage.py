@@ -95,7 +95,8 @@ class ManageService:
 
     def _call(self, backend: str, method: str, **kwargs: Any) -> Any:
         try:
-            return self.deps.transport.call(volume_topic(backend), method, **kwargs)
+            with self.deps.run_slots.lent():
+                return self.deps.transport.call(volume_topic(backend), method, **kwargs)
         except CallTimeout as err:
             raise exc.VolumeServiceUnreachable(host=backend) from err
         except RemoteError as err:
