@@ -245,7 +245,7 @@ class VolumeService:
         with self.db.session() as session:
             # Serialise with snapshot creation on this volume (it takes the same row lock).
             volumes_repo.lock(session, volume_id)
-            volume = self.get(session, ctx, volume_id)
+            volume = volumes_repo.get(session, volume_id, scope(ctx), bare=True)
             expected: dict[str, Any] = {
                 "attach_status": [s for s in AttachStatus if s != AttachStatus.ATTACHED],
                 "migration_status": list(_MIGRATION_OK),

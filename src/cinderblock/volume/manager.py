@@ -237,7 +237,7 @@ class VolumeManager(ManageOps, AttachOps, RepairOps, MigrateOps):
         ctx = RequestContext.from_dict(context)
         with self.db.session() as session:
             try:
-                volume = volumes_repo.get(session, volume_id)
+                volume = volumes_repo.get(session, volume_id, bare=True)
             except exc.VolumeNotFound:
                 return
             if volume.status not in (VolumeStatus.DELETING, VolumeStatus.ERROR_MANAGING_DELETING):

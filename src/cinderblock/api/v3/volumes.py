@@ -18,6 +18,7 @@ from cinderblock.api.validation import validate
 from cinderblock.api.views import volumes as views
 from cinderblock.db.query import ListParams
 from cinderblock.db.repo import volumes as volumes_repo
+from cinderblock.services.common import scope
 from cinderblock.services.manage import ManageService
 from cinderblock.services.migrate import MigrateService
 from cinderblock.services.policy import authorize
@@ -213,7 +214,7 @@ def delete(req: ApiRequest, volume_id: str) -> Reply:
 def _authorize_on(req: ApiRequest, action: str, volume_id: str) -> None:
     """404 for a volume the caller cannot see, then the policy for action on it."""
     with req.deps.db.read() as session:
-        authorize(req.ctx, action, _service(req).get(session, req.ctx, volume_id))
+        authorize(req.ctx, action, volumes_repo.owner_of(session, volume_id, scope(req.ctx)))
 
 
 # --- metadata ------------------------------------------------------------------------------

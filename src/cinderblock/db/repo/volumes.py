@@ -6,8 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, func, literal, select, union_all, update
-from sqlalchemy.orm import Session
+from sqlalchemy import delete, exists, func, insert, literal, select, union_all, update
+from sqlalchemy.orm import Session, lazyload
 
 from cinderblock import exceptions as exc
 from cinderblock.db.models import (
@@ -56,22 +56,55 @@ FILTER_COLUMNS: dict[str, Any] = {
 
 
 def create(session: Session, values: Mapping[str, Any], metadata: Mapping[str, str]) -> Volume:
-    volume = Volume(**values)
-    volume.volume_metadata = [VolumeMetadata(key=k, value=v) for k, v in metadata.items()]
+    """Insert a volume row (and its metadata) with plain INSERTs: creates are the hottest
+    write and the ORM's unit of work costs more than the statements. Returns a Volume that
+    is not attached to the session, holding what was written: give every column that the
+    caller's views read, since model defaults are not applied to it."""
+    row = {"created_at": utcnow(), **values}
+    session.execute(insert(Volume.__table__).values(**row))
+    if metadata:
+        session.execute(
+            insert(VolumeMetadata.__table__),
+            [{"volume_id": row["id"], "key": k, "value": v} for k, v in metadata.items()],
+        )
+    volume = Volume(**row)
+    volume.volume_metadata = [
+        VolumeMetadata(volume_id=row["id"], key=k, value=v) for k, v in metadata.items()
+    ]
     volume.volume_admin_metadata = []
-    session.add(volume)
-    session.flush()
     return volume
 
 
-def get(session: Session, volume_id: str, project_id: str | None = None) -> Volume:
+def get(
+    session: Session, volume_id: str, project_id: str | None = None, *, bare: bool = False
+) -> Volume:
+    """The volume with its metadata and attachments loaded; `bare` leaves those to load
+    only if touched (for callers that look at the row's own columns)."""
     stmt = select(Volume).where(Volume.id == volume_id)
+    if bare:
+        stmt = stmt.options(
+            lazyload(Volume.volume_metadata),
+            lazyload(Volume.volume_admin_metadata),
+            lazyload(Volume.volume_attachments),
+        )
     if project_id is not None:
         stmt = stmt.where(Volume.project_id == project_id)
     volume = session.scalars(stmt).first()
     if volume is None:
         raise exc.VolumeNotFound(volume_id=volume_id)
     return volume
+
+
+def owner_of(session: Session, volume_id: str, project_id: str | None = None) -> Any:
+    """(id, project_id, user_id) of a volume, enough to decide a policy on it; raises
+    VolumeNotFound like get() (also for another project's volume when project_id is set)."""
+    stmt = select(Volume.id, Volume.project_id, Volume.user_id).where(Volume.id == volume_id)
+    if project_id is not None:
+        stmt = stmt.where(Volume.project_id == project_id)
+    row = session.execute(stmt).first()
+    if row is None:
+        raise exc.VolumeNotFound(volume_id=volume_id)
+    return row
 
 
 def status_of(session: Session, volume_id: str) -> str | None:
@@ -244,10 +277,12 @@ def compare_and_swap(
     *,
     no_snapshots: bool = False,
 ) -> bool:
-    """UPDATE the row only if it still matches `expected`; True if this call won."""
-    stmt = update(Volume).where(Volume.id == volume_id)
+    """UPDATE the row only if it still matches `expected`; True if this call won.
+    (A plain table UPDATE: the ORM's bulk-update machinery costs more than the statement.)"""
+    table = Volume.__table__
+    stmt = update(table).where(table.c.id == volume_id)
     for key, allowed in expected.items():
-        column = getattr(Volume, key)
+        column = table.c[key]
         if isinstance(allowed, list | tuple | set | frozenset):
             allowed = list(allowed)
             if None in allowed:
@@ -260,9 +295,9 @@ def compare_and_swap(
         else:
             stmt = stmt.where(column == allowed)
     if no_snapshots:
-        stmt = stmt.where(~exists().where(Snapshot.volume_id == Volume.id))
+        stmt = stmt.where(~exists().where(Snapshot.volume_id == table.c.id))
     values = {"updated_at": utcnow(), **values}
-    result = session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    result = session.execute(stmt.values(**values))
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
