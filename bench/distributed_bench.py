@@ -11,6 +11,8 @@ and drops the database and the vhost.
 
     python bench/distributed_bench.py --scenarios create_latency,create_throughput
     python bench/distributed_bench.py --driver file --json dist.json
+    # where the CPU goes, per created volume (no cleanup: --keep)
+    python bench/distributed_bench.py --scenarios create_throughput --keep
 
 Needs PostgreSQL (``--pg``, default postgresql+psycopg://postgres@127.0.0.1:5432/test,
 a user allowed to create databases) and RabbitMQ on this machine (``rabbitmqctl`` on
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import resource
 import shlex
 import shutil
 import subprocess
@@ -79,6 +83,51 @@ def private_database(admin_url: str, tag: str) -> Iterator[str]:
         admin.dispose()
 
 
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU of one process so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _named(names: tuple[str, ...]) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (entry / "comm").read_text().strip() in names:
+                    pids.append(int(entry.name))
+    return pids
+
+
+def cpu_snapshot(servers: list[tuple[str, Server]]) -> dict[str, float]:
+    """CPU seconds so far by role: cinderblock processes, this benchmark client, and the
+    PostgreSQL and RabbitMQ servers (all of their processes: run on a quiet machine)."""
+    out: dict[str, float] = {}
+    for role, server in servers:
+        out[role] = out.get(role, 0.0) + _cpu_seconds(server.proc.pid)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    out["client"] = usage.ru_utime + usage.ru_stime
+    out["postgresql"] = sum(_cpu_seconds(pid) for pid in _named(("postgres",)))
+    out["rabbitmq"] = sum(_cpu_seconds(pid) for pid in _named(("beam.smp",)))
+    return out
+
+
+def print_cpu(before: dict[str, float], after: dict[str, float], volumes: int | None) -> None:
+    heading = "\nCPU seconds during the benchmark"
+    print(heading + (f" (and per volume, {volumes} volumes)" if volumes else ""))
+    total = 0.0
+    for role in after:
+        used = after[role] - before.get(role, 0.0)
+        total += used
+        per = f"  {used / volumes * 1000:8.2f} ms/volume" if volumes else ""
+        print(f"  {role:<12}{used:8.2f} s{per}")
+    per = f"  {total / volumes * 1000:8.2f} ms/volume" if volumes else ""
+    print(f"  {'total':<12}{total:8.2f} s{per}")
+
+
 def wait_pool(base: str, project: str, pool: str, timeout: float) -> bool:
     """Until GET /scheduler-stats/get_pools lists `pool` (the scheduler has its stats)."""
     deadline = time.monotonic() + timeout
@@ -118,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-tmp", action="store_true", help="keep the temporary directory (config, logs)"
     )
+    parser.add_argument(
+        "--server-command",
+        help="command that runs the cinderblock CLI, e.g. 'python -m cinderblock.cli.main' "
+        "(default: the cinderblock console script); to compare two checkouts",
+    )
     api_bench.add_bench_arguments(parser)
     return parser
 
@@ -135,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     (workdir / "volumes").mkdir()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    prefix, env = server_command(None)
+    prefix, env = server_command(args.server_command)
     status = api_bench.EXIT_FAILED
     servers: list[Server] = []
     with (
@@ -193,7 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "config": config.read_text(encoding="utf-8"),
                 }
             }
+            roles_running = list(zip(roles, servers, strict=True))
+            before = cpu_snapshot(roles_running)
             status = api_bench.execute(args, f"{base}/v3", project, extra=extra)
+            # Per volume only when the run made exactly that many volumes and nothing else.
+            only_creates = args.keep and args.scenarios == "create_throughput"
+            volumes = args.throughput_n if only_creates else None
+            print_cpu(before, cpu_snapshot(roles_running), volumes)
             if status != api_bench.EXIT_OK:
                 for server in servers:
                     server.print_logs(f"benchmark status {status}; log tail")
