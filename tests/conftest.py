@@ -54,7 +54,7 @@ if TOPOLOGY not in ("embedded", "distributed"):
     raise pytest.UsageError(f"CINDERBLOCK_TEST_TOPOLOGY={TOPOLOGY!r}: embedded or distributed")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -127,8 +127,7 @@ class RunningService:
 
     def stop(self) -> None:
         if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(timeout=10)
+            stop_serving(self.server, self.thread)
         for process in self.processes.values():
             process.terminate()
         for process in self.processes.values():
@@ -171,6 +170,26 @@ class RemoteParts:
             self.db.dispose()
 
 
+def serve_in_thread(app: Any, port: int, **options: Any) -> tuple[uvicorn.Server, threading.Thread]:
+    """Serve `app` on 127.0.0.1:port from a daemon thread; return once it listens.
+    `options` go to uvicorn.Config (default: warnings only, no lifespan)."""
+    settings: dict[str, Any] = {"log_level": "warning", "lifespan": "off", **options}
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **settings))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    return server, thread
+
+
+def stop_serving(server: uvicorn.Server, thread: threading.Thread) -> None:
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
 def write_config(directory: Path, database_url: str, port: int, transport_url: str = "") -> Path:
     volumes = directory / "volumes"
     config = directory / "cinderblock.conf"
@@ -206,26 +225,10 @@ volume_backend_name = mem
 def start_service(directory: Path, database_url: str) -> RunningService:
     if DISTRIBUTED:
         return _start_distributed(directory, database_url)
-    port = _free_port()
+    port = free_port()
     config = write_config(directory, database_url, port)
-    settings = load_settings(config)
-    service = build(settings)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            service.app,
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",  # type: ignore[arg-type]
-            lifespan="off",
-        )
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the test server did not start")
-        time.sleep(0.02)
+    service = build(load_settings(config))
+    server, thread = serve_in_thread(service.app, port)
     return RunningService(
         f"http://127.0.0.1:{port}", service, server, thread, directory / "volumes", config
     )
@@ -247,7 +250,7 @@ def _start_distributed(directory: Path, database_url: str) -> RunningService:
     if reason := dist.rabbit_available():
         pytest.fail(reason)
     transport_url = _VHOST_STACK.enter_context(dist.private_vhost(uuid.uuid4().hex[:10]))
-    port = _free_port()
+    port = free_port()
     config = write_config(directory, database_url, port, transport_url)
     subprocess.run(
         [*dist.CINDERBLOCK, "--config", str(config), "db", "upgrade"],

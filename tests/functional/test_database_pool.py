@@ -45,22 +45,20 @@ def drop_connections(db: Database) -> int:
     admin = sa.create_engine(
         PG_ADMIN_URL if KIND == "postgresql" else MARIADB_ADMIN_URL, isolation_level="AUTOCOMMIT"
     )
+    if KIND == "postgresql":
+        listing = "SELECT pid FROM pg_stat_activity WHERE datname = :n"
+        kill = "SELECT pg_terminate_backend({})"
+    else:
+        listing = "SELECT id FROM information_schema.processlist WHERE db = :n"
+        kill = "KILL {}"
     try:
         with admin.connect() as conn:
-            if KIND == "postgresql":
-                pids = conn.execute(
-                    sa.text("SELECT pid FROM pg_stat_activity WHERE datname = :n"), {"n": name}
-                ).scalars()
-                killed = [conn.execute(sa.text(f"SELECT pg_terminate_backend({p})")) for p in pids]
-            else:
-                ids = conn.execute(
-                    sa.text("SELECT id FROM information_schema.processlist WHERE db = :n"),
-                    {"n": name},
-                ).scalars()
-                killed = [conn.execute(sa.text(f"KILL {i}")) for i in ids]
+            ids = list(conn.execute(sa.text(listing), {"n": name}).scalars())
+            for ident in ids:
+                conn.execute(sa.text(kill.format(int(ident))))
     finally:
         admin.dispose()
-    return len(killed)
+    return len(ids)
 
 
 def test_a_connection_dropped_while_idle_is_replaced_unseen(

@@ -10,7 +10,6 @@ backends, which its scheduler would otherwise place volumes on).
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from cbhelpers import assert_fault
 
 from cinderblock.config import load_settings
@@ -26,7 +24,7 @@ from cinderblock.db.repo import volumes as volumes_repo
 from cinderblock.embedded import build
 from cinderblock.volume.migrate import DEST_KEY, DEST_LOCATION_KEY
 from cinderblock.volume.recovery import recover_backend
-from conftest import Api, RunningService, _free_port, scratch_database
+from conftest import Api, RunningService, free_port, scratch_database, serve_in_thread
 
 MiB = 1024**2
 MARK = b"migrated data \x01\x02\x03" * 100
@@ -48,7 +46,7 @@ def _migration_service(base: Path, database_url: str) -> Iterator[dict[str, Any]
     other_fs = SHM / f"cb-migrate-{uuid.uuid4().hex[:8]}"
     # fd: a file backend the capacity filter always refuses (all of it reserved)
     dirs = {"fa": base / "fa", "fb": base / "fb", "fc": other_fs, "fd": base / "fd"}
-    port = _free_port()
+    port = free_port()
     config = base / "cinderblock.conf"
     sections = "".join(
         f"\n[{name}]\nvolume_driver = file\nvolume_backend_name = {name}\n"
@@ -74,17 +72,7 @@ memory_capacity_gb = 2
 """
     )
     service = build(load_settings(config))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            service.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
-    )
-    thread = threading.Thread(target=server.run, name="uvicorn-migrate", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the service did not start"
-        time.sleep(0.02)
+    server, thread = serve_in_thread(service.app, port)
     running = RunningService(f"http://127.0.0.1:{port}", service, server, thread, base, config)
     try:
         yield {"running": running, "host": host, "dirs": dirs}

@@ -15,9 +15,7 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,22 +25,15 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-import uvicorn
 
 from cinderblock.config import load_settings
 from cinderblock.embedded import build
-from conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Api
+from conftest import MARIADB_ADMIN_URL, PG_ADMIN_URL, Api, free_port, serve_in_thread, stop_serving
 
 DB_PASSWORD = f"s3cret-db-pw-{secrets.token_hex(6)}"
 SERVICE_TOKEN = "gAAAAAB" + secrets.token_urlsafe(120)  # shaped like a Fernet token
 RABBIT_PASSWORD = f"rabbit-pw-{secrets.token_hex(6)}"
 INITIATOR = "iqn.1993-08.org.debian:01:secrets-test"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _tgtadm(control: int, *args: str) -> subprocess.CompletedProcess[str]:
@@ -60,7 +51,7 @@ def tgtd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, int]]:
         control = 1000 + int.from_bytes(os.urandom(2), "big") % 31000  # tgtd: <= 32767
         if _tgtadm(control, "--op", "show", "--mode", "system").returncode != 0:
             break
-    port = _free_port()
+    port = free_port()
     log = (tmp_path_factory.mktemp("tgtd") / "tgtd.log").open("ab")
     proc = subprocess.Popen(
         ["tgtd", "-f", "-C", str(control), "--iscsi", f"portal=127.0.0.1:{port}"],
@@ -146,7 +137,7 @@ def debug_service(
     control, port = tgtd
     directory = tmp_path_factory.mktemp("secrets")
     config = directory / "cinderblock.conf"
-    api_port = _free_port()
+    api_port = free_port()
     config.write_text(
         f"""[DEFAULT]
 host = secrethost-{uuid.uuid4().hex[:6]}
@@ -181,28 +172,17 @@ tgt_control_port = {control}
     try:
         settings = load_settings(config)
         service = build(settings)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                service.app,
-                host="127.0.0.1",
-                port=api_port,
-                log_level="debug",  # type: ignore[arg-type]
-                access_log=True,
-                lifespan="off",
-                log_config=None,  # (keep our handler: no dictConfig of uvicorn's own)
-            )
+        server, thread = serve_in_thread(
+            service.app,
+            api_port,
+            log_level="debug",
+            access_log=True,
+            log_config=None,  # (keep our handler: no dictConfig of uvicorn's own)
         )
-        thread = threading.Thread(target=server.run, name="uvicorn-secrets", daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-            time.sleep(0.02)
         try:
             yield f"http://127.0.0.1:{api_port}", captured, config
         finally:
-            server.should_exit = True
-            thread.join(timeout=10)
+            stop_serving(server, thread)
             service.stop()
     finally:
         root.removeHandler(captured)

@@ -6,7 +6,6 @@ and `rbd export`.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from cinderblock.config import load_settings
 from cinderblock.drivers.refs import VolumeRef
 from cinderblock.embedded import build
+from conftest import free_port, serve_in_thread, stop_serving
 from contract.ceph_cluster import CephCluster, RbdProbe
 
 MiB = 1024**2
@@ -72,9 +71,7 @@ def test_driver_moves_an_image_to_another_namespace(
 @pytest.fixture
 def two_backend_service(ceph_cluster: CephCluster, tmp_path: Path) -> Iterator[dict[str, Any]]:
     namespaces = {"ceph": ceph_cluster.new_namespace(), "ceph2": ceph_cluster.new_namespace()}
-    with __import__("socket").socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     sections = ""
     for backend, namespace in namespaces.items():
         options = "\n".join(f"{k} = {v}" for k, v in ceph_cluster.driver_options(namespace).items())
@@ -96,20 +93,11 @@ connection = sqlite:///{tmp_path / "cinderblock.sqlite"}
 {sections}"""
     )
     svc = build(load_settings(config))
-    server = uvicorn.Server(
-        uvicorn.Config(svc.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
+    server, thread = serve_in_thread(svc.app, port)
     try:
         yield {"url": f"http://127.0.0.1:{port}", "namespaces": namespaces}
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_serving(server, thread)
         svc.stop()
 
 

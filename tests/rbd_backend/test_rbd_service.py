@@ -7,7 +7,6 @@ whose only backend is the RBD driver on the test cluster.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,10 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from cinderblock.config import load_settings
 from cinderblock.embedded import build
+from conftest import free_port, serve_in_thread, stop_serving
 from contract.ceph_cluster import CephCluster, RbdProbe
 
 HOST = "rbdhost@ceph"
@@ -62,9 +61,7 @@ def service(ceph_cluster: CephCluster, namespace: str, tmp_path: Path) -> Iterat
     # Its own SQLite database: a scheduler sharing the session database would also
     # see the other tests' (file, memory) backends and might place volumes there.
     database_url = f"sqlite:///{tmp_path / 'cinderblock.sqlite'}"
-    with __import__("socket").socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     options = "\n".join(f"{k} = {v}" for k, v in ceph_cluster.driver_options(namespace).items())
     config = tmp_path / "cinderblock.conf"
     config.write_text(
@@ -86,20 +83,11 @@ volume_backend_name = ceph
 """
     )
     svc = build(load_settings(config))
-    server = uvicorn.Server(
-        uvicorn.Config(svc.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.02)
+    server, thread = serve_in_thread(svc.app, port)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        stop_serving(server, thread)
         svc.stop()
 
 

@@ -32,7 +32,7 @@ class ServiceDeps:
     # Per-process quota engine; QuotaEngine.for_deps builds it on first use.
     quotas: QuotaEngine | None = None
     # Handlers running at once (api_handler_slots); RPC waits lend theirs.
-    run_slots: RunSlots = field(default_factory=lambda: RunSlots(4))
+    run_slots: RunSlots = field(default_factory=lambda: RunSlots(Settings.api_handler_slots))
 
 
 def scope(ctx: RequestContext) -> str | None:

@@ -186,19 +186,14 @@ class QuotaEngine:
                 self.check_volume_size(session, project_id, size_cap)
             return
         bind = session.get_bind()
-        usage = None
         if bind.dialect.name != "sqlite" and isinstance(bind, Engine):
             self._create_rows(bind, project_id, deltas)
-            # The ledger needs no lock: write it first, so that only the check and the
-            # counter update (two statements and the commit) run under the row locks.
-            quotas_repo.record(session, project_id, object_id, deltas, reserved=reserve)
-            usage = quotas_repo.lock_existing(session, project_id, deltas)
-            if usage is None:  # a row vanished under us: create it under the lock
-                usage = quotas_repo.lock(session, project_id, deltas)
-            recorded = True
-        else:
+        # The ledger needs no lock: written first, only the check and the counter update
+        # (two statements and the commit) run under the usage rows' locks.
+        quotas_repo.record(session, project_id, object_id, deltas, reserved=reserve)
+        usage = quotas_repo.lock_existing(session, project_id, deltas)
+        if usage is None:  # rows not made yet (SQLite) or gone: create them under the lock
             usage = quotas_repo.lock(session, project_id, deltas)
-            recorded = False
         # Read after the locks: a limit an admin changed while we waited is seen here.
         hard = quotas_repo.hard_limits(session, project_id)
         if size_cap is not None:
@@ -210,8 +205,6 @@ class QuotaEngine:
             used = usage.get(resource, quotas_repo.Usage())
             if amount > 0 and limit >= 0 and used.consumed + amount > limit:
                 raise _over_quota(kind, resource, limit, used.consumed, requested)
-        if not recorded:
-            quotas_repo.record(session, project_id, object_id, deltas, reserved=reserve)
         quotas_repo.add_all(session, project_id, deltas, reserved=reserve)
 
     # --- quota sets (API) ----------------------------------------------------------

@@ -233,29 +233,15 @@ def apply(
     deltas: Mapping[str, int],
     *,
     reserved: bool = False,
-    locked: bool = False,
 ) -> None:
-    """Charge `deltas` for `object_id`: counters plus ledger. Does not check limits
-    (the caller did, under `lock`; pass locked=True then)."""
+    """Charge `deltas` for `object_id` without checking limits: lock (creating missing
+    usage rows), then ledger and counters."""
     deltas = {r: n for r, n in deltas.items() if n}
     if not deltas:
         return
-    if not locked:
-        lock(session, project_id, deltas)
-    now = utcnow()
-    for resource, amount in sorted(deltas.items()):
-        _add(session, project_id, resource, 0 if reserved else amount, amount if reserved else 0)
-        session.add(
-            QuotaCharge(
-                object_id=object_id,
-                project_id=project_id,
-                resource=resource,
-                amount=amount,
-                reserved=reserved,
-                created_at=now,
-            )
-        )
-    session.flush()
+    lock(session, project_id, deltas)
+    record(session, project_id, object_id, deltas, reserved=reserved)
+    add_all(session, project_id, deltas, reserved=reserved)
 
 
 def _take(session: Session, object_id: str, reserved_only: bool) -> list[Any]:
